@@ -1,0 +1,40 @@
+package ir
+
+// Cluster is a set of endpoints that serve one backend port, and how to talk to them.
+type Cluster struct {
+	// Name is "service/namespace/name/port" or "backend/namespace/name".
+	Name     string   `json:"name"`
+	Protocol Protocol `json:"protocol"`
+	// Endpoints are the ready endpoints, sorted. An empty list is valid: requests to the
+	// cluster then answer 503 (no healthy upstream).
+	Endpoints []Endpoint `json:"endpoints,omitempty"`
+	// TLS, when set, makes the data plane originate TLS to the endpoints.
+	TLS *UpstreamTLS `json:"tls,omitempty"`
+}
+
+// Endpoint is an IP address or DNS name and a port.
+type Endpoint struct {
+	Address string `json:"address"`
+	Port    uint32 `json:"port"`
+}
+
+// UpstreamTLS is the client side TLS towards a cluster (from a BackendTLSPolicy).
+type UpstreamTLS struct {
+	// SNI is sent in the ClientHello and, unless SubjectAltNames is set, is the name the
+	// server certificate must be valid for.
+	SNI string `json:"sni"`
+	// CACertificates is a PEM bundle of trusted roots; empty with SystemRoots false is
+	// not produced by the translator.
+	CACertificates string `json:"caCertificates,omitempty"`
+	// SystemRoots trusts the host's CA store.
+	SystemRoots bool `json:"systemRoots,omitempty"`
+	// SubjectAltNames, when set, replace SNI as the names to verify: DNS names (with an
+	// optional leading "*.") or URIs.
+	SubjectAltNames []SubjectAltName `json:"subjectAltNames,omitempty"`
+}
+
+// SubjectAltName is one acceptable name in the server certificate.
+type SubjectAltName struct {
+	Hostname string `json:"hostname,omitempty"`
+	URI      string `json:"uri,omitempty"`
+}

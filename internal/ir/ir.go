@@ -1,0 +1,114 @@
+// Package ir is the contract between Portico's control plane and its data plane.
+//
+// Everything here is plain data: no pointers into Kubernetes objects, no methods with
+// side effects, and a stable JSON/YAML shape so the whole config can be shown on the
+// admin API and compared in golden tests. Names are human-readable and stable across
+// translations (for example "httproute/default/shop/rule/0/match/1") because they end up
+// in logs and metric labels.
+//
+// The data plane's contract, in short:
+//   - Each Gateway binds every (address, Port.Number) pair it lists.
+//   - On one port, a request (or TLS handshake, by SNI) selects the Listener whose
+//     Hostname matches most specifically; Listeners are already ordered most specific
+//     first, so the first match wins.
+//   - Within an HTTP Listener the VirtualHosts are ordered most specific first; the
+//     request is tried against each matching VirtualHost in turn, and within one
+//     VirtualHost the first Route whose Match matches wins. No match anywhere: 404.
+package ir
+
+// Protocol is what a listener speaks to clients, or what a cluster speaks to its endpoints.
+type Protocol string
+
+// Listener (client-facing) protocols.
+const (
+	ProtocolHTTP  Protocol = "HTTP"
+	ProtocolHTTPS Protocol = "HTTPS"
+	ProtocolTLS   Protocol = "TLS"
+	ProtocolTCP   Protocol = "TCP"
+	ProtocolUDP   Protocol = "UDP"
+)
+
+// Upstream (cluster) protocols, from Service appProtocol or Backend.appProtocol.
+const (
+	UpstreamHTTP1     Protocol = "HTTP1"
+	UpstreamH2C       Protocol = "H2C"
+	UpstreamWebSocket Protocol = "WS"
+	UpstreamTCP       Protocol = "TCP"
+	UpstreamUDP       Protocol = "UDP"
+)
+
+// Config is the complete desired state of the data plane.
+type Config struct {
+	Gateways []Gateway `json:"gateways,omitempty"`
+	// Clusters are shared by all routes that reference them, sorted by Name.
+	Clusters []Cluster `json:"clusters,omitempty"`
+}
+
+// Gateway is one Gateway API Gateway: a set of addresses and the ports bound on each.
+type Gateway struct {
+	// Name is "namespace/name".
+	Name string `json:"name"`
+	// Addresses are the IPs or hostnames the Gateway binds; empty means the data plane's
+	// default address.
+	Addresses []string `json:"addresses,omitempty"`
+	Ports     []Port   `json:"ports,omitempty"`
+}
+
+// Port is one socket per address: all Gateway listeners that share a port number.
+type Port struct {
+	Number uint32 `json:"number"`
+	// Protocol is the socket's kind: HTTP (plain text, HTTP/1.1 and h2c), TLS (every
+	// listener on the port is HTTPS or TLS, selected by SNI), TCP or UDP.
+	Protocol  Protocol   `json:"protocol"`
+	Listeners []Listener `json:"listeners"`
+}
+
+// Listener is one Gateway API listener that is programmed.
+type Listener struct {
+	// Name is "namespace/gateway/listener".
+	Name string `json:"name"`
+	// Hostname is the listener's hostname ("", an exact name, or "*.suffix").
+	Hostname string   `json:"hostname,omitempty"`
+	Protocol Protocol `json:"protocol"`
+	// TLS is set for HTTPS (terminate) and TLS (passthrough or terminate) listeners.
+	TLS *ListenerTLS `json:"tls,omitempty"`
+	// VirtualHosts serve HTTP and HTTPS listeners, most specific hostname first.
+	VirtualHosts []VirtualHost `json:"virtualHosts,omitempty"`
+	// L4Routes serve TLS, TCP and UDP listeners. For TLS, each route carries the SNI
+	// hostnames it accepts, most specific first.
+	L4Routes []L4Route `json:"l4Routes,omitempty"`
+}
+
+// TLSMode says whether the gateway terminates TLS or forwards the encrypted stream.
+type TLSMode string
+
+// TLS modes.
+const (
+	TLSTerminate   TLSMode = "Terminate"
+	TLSPassthrough TLSMode = "Passthrough"
+)
+
+// ListenerTLS is the server side TLS of a listener.
+type ListenerTLS struct {
+	Mode TLSMode `json:"mode"`
+	// Certificates are PEM key pairs; the data plane picks one by SNI among them
+	// (by the certificate's names), else the first.
+	Certificates []Certificate `json:"certificates,omitempty"`
+}
+
+// Certificate is a PEM-encoded certificate chain and private key.
+type Certificate struct {
+	// Name is where it came from: "secret/namespace/name".
+	Name    string `json:"name"`
+	CertPEM string `json:"certPEM"`
+	KeyPEM  string `json:"keyPEM"`
+}
+
+// VirtualHost groups the routes that apply to one hostname pattern of a listener.
+type VirtualHost struct {
+	// Hostname is an exact name, "*.suffix" (matches one or more labels in front of the
+	// suffix) or "*" (any host).
+	Hostname string `json:"hostname"`
+	// Routes are in precedence order: the first whose Match matches wins.
+	Routes []Route `json:"routes"`
+}

@@ -1,0 +1,252 @@
+package translate
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/portico-gw/portico/internal/ir"
+	"github.com/portico-gw/portico/internal/resource"
+)
+
+// gatewayState is one Gateway of an accepted, owned GatewayClass.
+type gatewayState struct {
+	obj          *gwv1.Gateway
+	listeners    []*listenerState // spec order
+	addresses    []string         // validated spec.addresses
+	addrProblems problems
+}
+
+func (t *translator) translateGateways() {
+	for _, gw := range resource.Sorted(t.snap.Gateways) {
+		class, ok := t.classes[string(gw.Spec.GatewayClassName)]
+		if !ok || !class.accepted {
+			continue
+		}
+		g := &gatewayState{obj: gw}
+		g.validateAddresses()
+		for i := range gw.Spec.Listeners {
+			g.listeners = append(g.listeners, t.newListener(g, &gw.Spec.Listeners[i]))
+		}
+		g.detectConflicts()
+		t.gateways = append(t.gateways, g)
+		t.gwByKey[resource.KeyOf(gw)] = g
+	}
+}
+
+// validateAddresses accepts IP addresses (type IPAddress, the default) and hostnames.
+func (g *gatewayState) validateAddresses() {
+	for _, a := range g.obj.Spec.Addresses {
+		typ := gwv1.IPAddressType
+		if a.Type != nil {
+			typ = *a.Type
+		}
+		switch typ {
+		case gwv1.IPAddressType:
+			ip, err := netip.ParseAddr(a.Value)
+			if err != nil {
+				g.addrProblems.add(string(gwv1.GatewayReasonUnsupportedAddress), "address %q is not a valid IP address", a.Value)
+				continue
+			}
+			g.addresses = append(g.addresses, ip.String())
+		case gwv1.HostnameAddressType:
+			if a.Value == "" {
+				g.addrProblems.add(string(gwv1.GatewayReasonUnsupportedAddress), "hostname address is empty")
+				continue
+			}
+			g.addresses = append(g.addresses, a.Value)
+		default:
+			g.addrProblems.add(string(gwv1.GatewayReasonUnsupportedAddress),
+				"address type %q is not supported (use IPAddress or Hostname)", typ)
+		}
+	}
+}
+
+// portKind groups listener protocols that can share one socket.
+func portKind(p gwv1.ProtocolType) ir.Protocol {
+	switch p {
+	case gwv1.HTTPProtocolType:
+		return ir.ProtocolHTTP
+	case gwv1.HTTPSProtocolType, gwv1.TLSProtocolType:
+		return ir.ProtocolTLS
+	case gwv1.TCPProtocolType:
+		return ir.ProtocolTCP
+	case gwv1.UDPProtocolType:
+		return ir.ProtocolUDP
+	}
+	return ""
+}
+
+// transport is the socket type: TCP and UDP listeners may share a port number.
+func transport(k ir.Protocol) string {
+	if k == ir.ProtocolUDP {
+		return "udp"
+	}
+	return "tcp"
+}
+
+// detectConflicts marks listeners that cannot be programmed together: different
+// protocols on one port, or the same hostname twice on one port. The first listener
+// (in spec order) of each conflicting group keeps the port, as the spec allows
+// implementations to accept a non-conflicting subset.
+func (g *gatewayState) detectConflicts() {
+	type portKey struct {
+		port      gwv1.PortNumber
+		transport string
+	}
+	byPort := map[portKey][]*listenerState{}
+	var order []portKey
+	for _, l := range g.listeners {
+		if !l.accepted.ok() || l.kind == "" {
+			continue
+		}
+		k := portKey{l.spec.Port, transport(l.kind)}
+		if _, seen := byPort[k]; !seen {
+			order = append(order, k)
+		}
+		byPort[k] = append(byPort[k], l)
+	}
+	for _, k := range order {
+		ls := byPort[k]
+		first := ls[0]
+		for _, l := range ls[1:] {
+			if l.kind != first.kind {
+				l.conflict = gwv1.ListenerReasonProtocolConflict
+				l.conflictMsg = fmt.Sprintf("port %d is already used by listener %q with protocol %s", l.spec.Port, first.spec.Name, first.spec.Protocol)
+			}
+		}
+		seenHost := map[string]string{}
+		for _, l := range ls {
+			if l.conflict != "" {
+				continue
+			}
+			h := l.hostname()
+			if l.kind == ir.ProtocolTCP || l.kind == ir.ProtocolUDP {
+				h = "" // these protocols cannot tell listeners apart by hostname
+			}
+			if other, dup := seenHost[h]; dup {
+				l.conflict = gwv1.ListenerReasonHostnameConflict
+				shown := h
+				if shown == "" {
+					shown = "(any)"
+				}
+				l.conflictMsg = fmt.Sprintf("listener %q already serves hostname %s on port %d", other, shown, l.spec.Port)
+				continue
+			}
+			seenHost[h] = string(l.spec.Name)
+		}
+	}
+}
+
+// status renders the Gateway's status.
+func (g *gatewayState) status() gwv1.GatewayStatus {
+	gen := g.obj.Generation
+	var st gwv1.GatewayStatus
+	valid := 0
+	var invalid []string
+	for _, l := range g.listeners {
+		ls := l.status()
+		st.Listeners = append(st.Listeners, ls)
+		if l.programmed() {
+			valid++
+		} else {
+			invalid = append(invalid, string(l.spec.Name))
+		}
+	}
+	for _, a := range g.obj.Spec.Addresses {
+		if !slices.Contains(g.addresses, a.Value) {
+			continue
+		}
+		st.Addresses = append(st.Addresses, gwv1.GatewayStatusAddress{Type: a.Type, Value: a.Value})
+	}
+
+	var accepted, programmed metav1.Condition
+	switch {
+	case !g.addrProblems.ok():
+		accepted = condition(string(gwv1.GatewayConditionAccepted), false, g.addrProblems.reason, gen, g.addrProblems.message())
+	case len(g.listeners) > 0 && valid == 0:
+		accepted = condition(string(gwv1.GatewayConditionAccepted), false, string(gwv1.GatewayReasonListenersNotValid), gen,
+			fmt.Sprintf("no listener is valid: %s", joinQuoted(invalid)))
+	case len(invalid) > 0:
+		accepted = condition(string(gwv1.GatewayConditionAccepted), true, string(gwv1.GatewayReasonListenersNotValid), gen,
+			fmt.Sprintf("Gateway is accepted, but these listeners are not valid and serve nothing: %s", joinQuoted(invalid)))
+	default:
+		accepted = condition(string(gwv1.GatewayConditionAccepted), true, string(gwv1.GatewayReasonAccepted), gen, "Gateway is accepted")
+	}
+	switch {
+	case !g.addrProblems.ok():
+		programmed = condition(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonAddressNotUsable), gen, g.addrProblems.message())
+	case valid == 0 && len(g.listeners) > 0:
+		programmed = condition(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonInvalid), gen, "no listener can be programmed")
+	default:
+		programmed = condition(string(gwv1.GatewayConditionProgrammed), true, string(gwv1.GatewayReasonProgrammed), gen,
+			fmt.Sprintf("%d of %d listeners programmed", valid, len(g.listeners)))
+	}
+	st.Conditions = []metav1.Condition{accepted, programmed}
+	return st
+}
+
+// buildIR renders the Gateway's programmed listeners as IR ports.
+func (g *gatewayState) buildIR() (ir.Gateway, bool) {
+	if !g.addrProblems.ok() {
+		return ir.Gateway{}, false
+	}
+	out := ir.Gateway{Name: resource.KeyOf(g.obj).String(), Addresses: g.addresses}
+	type portKey struct {
+		number    uint32
+		transport string
+	}
+	ports := map[portKey]*ir.Port{}
+	var order []portKey
+	for _, l := range g.listeners {
+		if !l.programmed() {
+			continue
+		}
+		k := portKey{uint32(l.spec.Port), transport(l.kind)}
+		p, ok := ports[k]
+		if !ok {
+			p = &ir.Port{Number: k.number, Protocol: l.kind}
+			ports[k] = p
+			order = append(order, k)
+		}
+		p.Listeners = append(p.Listeners, l.buildIR())
+	}
+	slices.SortFunc(order, func(a, b portKey) int {
+		if a.number != b.number {
+			return int(a.number) - int(b.number)
+		}
+		return compareStrings(a.transport, b.transport)
+	})
+	for _, k := range order {
+		p := ports[k]
+		slices.SortStableFunc(p.Listeners, func(a, b ir.Listener) int {
+			return compareHostSpecificity(a.Hostname, b.Hostname)
+		})
+		out.Ports = append(out.Ports, *p)
+	}
+	return out, len(out.Ports) > 0
+}
+
+func joinQuoted(names []string) string {
+	s := ""
+	for i, n := range names {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprintf("%q", n)
+	}
+	return s
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,82 @@
+package translate
+
+import (
+	"strings"
+)
+
+// wildcardMatches reports whether the pattern "*.suffix" covers host (which may itself
+// be a wildcard): the wildcard stands for one or more whole labels.
+func wildcardMatches(pattern, host string) bool {
+	suffix, ok := strings.CutPrefix(pattern, "*")
+	if !ok {
+		return false
+	}
+	if h, ok := strings.CutPrefix(host, "*"); ok {
+		// "*.a.example.com" is covered by "*.example.com", but not the other way round.
+		return len(h) > len(suffix) && strings.HasSuffix(h, suffix) || h == suffix
+	}
+	return len(host) > len(suffix) && strings.HasSuffix(host, suffix)
+}
+
+// intersectHostnames returns the hostnames a route serves on a listener: the route's
+// hostnames narrowed by the listener's hostname. "" stands for "any host". ok is false
+// when the route has hostnames and none of them overlap the listener's.
+func intersectHostnames(listener string, route []string) (out []string, ok bool) {
+	if len(route) == 0 {
+		if listener == "" {
+			return []string{"*"}, true
+		}
+		return []string{listener}, true
+	}
+	if listener == "" {
+		return dedupe(route), true
+	}
+	for _, h := range route {
+		switch {
+		case h == listener:
+			out = append(out, h)
+		case wildcardMatches(listener, h):
+			out = append(out, h) // route is more specific
+		case wildcardMatches(h, listener):
+			out = append(out, listener) // listener is more specific
+		}
+	}
+	out = dedupe(out)
+	return out, len(out) > 0
+}
+
+func dedupe(in []string) []string {
+	seen := make(map[string]bool, len(in))
+	out := in[:0:0]
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// compareHostSpecificity orders hostnames most specific first: exact names (longer
+// first), then wildcards by suffix length, then "" and "*" (any host). Ties break
+// alphabetically so the order is total.
+func compareHostSpecificity(a, b string) int {
+	ra, rb := hostRank(a), hostRank(b)
+	if ra != rb {
+		return ra - rb
+	}
+	if len(a) != len(b) {
+		return len(b) - len(a)
+	}
+	return compareStrings(a, b)
+}
+
+func hostRank(h string) int {
+	switch {
+	case h == "" || h == "*":
+		return 2
+	case strings.HasPrefix(h, "*"):
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,3 @@
+package translate
+
+func (t *translator) translateL4Routes() {}

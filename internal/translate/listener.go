@@ -1,0 +1,300 @@
+package translate
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/portico-gw/portico/internal/ir"
+	"github.com/portico-gw/portico/internal/resource"
+)
+
+// listenerState is one listener of a Gateway: its validation results and, once routes
+// are attached, what it serves.
+type listenerState struct {
+	gw   *gatewayState
+	spec *gwv1.Listener
+	kind ir.Protocol // socket kind; "" for unsupported protocols
+
+	accepted     problems // reasons the listener is not Accepted
+	resolvedRefs problems // reasons ResolvedRefs is False
+	conflict     gwv1.ListenerConditionReason
+	conflictMsg  string
+
+	supportedKinds []gwv1.RouteGroupKind
+	tls            *ir.ListenerTLS
+	allowed        routeNamespaces
+
+	attached map[string]bool // route ids attached
+	vhosts   map[string]*vhostBuilder
+	l4       []l4Entry
+}
+
+const gatewayGroup = gwv1.GroupName
+
+// routeKindsFor lists the route kinds a protocol can carry.
+func routeKindsFor(p gwv1.ProtocolType) []gwv1.Kind {
+	switch p {
+	case gwv1.HTTPProtocolType, gwv1.HTTPSProtocolType:
+		return []gwv1.Kind{"HTTPRoute", "GRPCRoute"}
+	case gwv1.TLSProtocolType:
+		return []gwv1.Kind{"TLSRoute"}
+	case gwv1.TCPProtocolType:
+		return []gwv1.Kind{"TCPRoute"}
+	case gwv1.UDPProtocolType:
+		return []gwv1.Kind{"UDPRoute"}
+	}
+	return nil
+}
+
+func (t *translator) newListener(g *gatewayState, spec *gwv1.Listener) *listenerState {
+	l := &listenerState{gw: g, spec: spec, kind: portKind(spec.Protocol), attached: map[string]bool{}, vhosts: map[string]*vhostBuilder{}}
+	if l.kind == "" {
+		l.accepted.add(string(gwv1.ListenerReasonUnsupportedProtocol),
+			"protocol %q is not supported; use HTTP, HTTPS, TLS, TCP or UDP", spec.Protocol)
+	}
+	if spec.Hostname != nil && (l.kind == ir.ProtocolTCP || l.kind == ir.ProtocolUDP) {
+		// The spec says hostname is ignored for protocols without hostname matching; keep it
+		// out of the IR so nobody thinks it filters anything.
+		l.spec = spec.DeepCopy()
+		l.spec.Hostname = nil
+	}
+	l.validateKinds()
+	l.allowed = t.routeNamespacesFor(g, spec)
+	l.validateTLS(t)
+	return l
+}
+
+// validateKinds fills supportedKinds with the allowedRoutes kinds this listener can
+// carry, flagging any it cannot.
+func (l *listenerState) validateKinds() {
+	valid := routeKindsFor(l.spec.Protocol)
+	group := gwv1.Group(gatewayGroup)
+	if l.spec.AllowedRoutes == nil || len(l.spec.AllowedRoutes.Kinds) == 0 {
+		for _, k := range valid {
+			l.supportedKinds = append(l.supportedKinds, gwv1.RouteGroupKind{Group: &group, Kind: k})
+		}
+		return
+	}
+	l.supportedKinds = []gwv1.RouteGroupKind{}
+	for _, rk := range l.spec.AllowedRoutes.Kinds {
+		g := gatewayGroup
+		if rk.Group != nil {
+			g = string(*rk.Group)
+		}
+		if g == gatewayGroup && slices.Contains(valid, rk.Kind) {
+			if !slices.ContainsFunc(l.supportedKinds, func(s gwv1.RouteGroupKind) bool { return s.Kind == rk.Kind }) {
+				l.supportedKinds = append(l.supportedKinds, gwv1.RouteGroupKind{Group: &group, Kind: rk.Kind})
+			}
+			continue
+		}
+		l.resolvedRefs.add(string(gwv1.ListenerReasonInvalidRouteKinds),
+			"route kind %s/%s is not supported on a %s listener", g, rk.Kind, l.spec.Protocol)
+	}
+}
+
+// validateTLS checks the TLS block against the protocol and loads certificates.
+func (l *listenerState) validateTLS(t *translator) {
+	cfg := l.spec.TLS
+	switch l.spec.Protocol {
+	case gwv1.HTTPSProtocolType, gwv1.TLSProtocolType:
+	default:
+		if cfg != nil {
+			l.accepted.add(string(gwv1.ListenerReasonUnsupportedValue), "tls must not be set on a %s listener", l.spec.Protocol)
+		}
+		return
+	}
+	if cfg == nil {
+		l.accepted.add(string(gwv1.ListenerReasonUnsupportedValue), "a %s listener needs a tls block", l.spec.Protocol)
+		return
+	}
+	mode := gwv1.TLSModeTerminate
+	if cfg.Mode != nil {
+		mode = *cfg.Mode
+	}
+	switch {
+	case mode == gwv1.TLSModePassthrough && l.spec.Protocol == gwv1.HTTPSProtocolType:
+		l.accepted.add(string(gwv1.ListenerReasonUnsupportedValue), "tls.mode Passthrough is not allowed on an HTTPS listener; use protocol TLS")
+		return
+	case mode == gwv1.TLSModePassthrough:
+		l.tls = &ir.ListenerTLS{Mode: ir.TLSPassthrough}
+		return
+	case mode != gwv1.TLSModeTerminate:
+		l.accepted.add(string(gwv1.ListenerReasonUnsupportedValue), "tls.mode %q is not supported", mode)
+		return
+	}
+	l.tls = &ir.ListenerTLS{Mode: ir.TLSTerminate}
+	if len(cfg.CertificateRefs) == 0 {
+		l.resolvedRefs.add(string(gwv1.ListenerReasonInvalidCertificateRef), "tls.certificateRefs is empty: TLS termination needs a certificate")
+	}
+	for i, ref := range cfg.CertificateRefs {
+		cert, err := t.loadCertificate(l.gw.obj, ref)
+		if err != nil {
+			l.resolvedRefs.add(err.reason, "tls.certificateRefs[%d]: %s", i, err.msg)
+			continue
+		}
+		l.tls.Certificates = append(l.tls.Certificates, cert)
+	}
+}
+
+type refError struct {
+	reason string
+	msg    string
+}
+
+// loadCertificate resolves a certificateRef to a validated PEM key pair.
+func (t *translator) loadCertificate(gw *gwv1.Gateway, ref gwv1.SecretObjectReference) (ir.Certificate, *refError) {
+	group, kind := "", "Secret"
+	if ref.Group != nil {
+		group = string(*ref.Group)
+	}
+	if ref.Kind != nil {
+		kind = string(*ref.Kind)
+	}
+	ns := gw.Namespace
+	if ref.Namespace != nil {
+		ns = string(*ref.Namespace)
+	}
+	reason := string(gwv1.ListenerReasonInvalidCertificateRef)
+	if group != "" || kind != "Secret" {
+		return ir.Certificate{}, &refError{reason, fmt.Sprintf("%s %s/%s: only core Secrets are supported", groupKind(group, kind), ns, ref.Name)}
+	}
+	if !t.grants.allows(refFrom{gatewayGroup, "Gateway", gw.Namespace}, refTo{"", "Secret", ns, string(ref.Name)}) {
+		return ir.Certificate{}, &refError{string(gwv1.ListenerReasonRefNotPermitted),
+			fmt.Sprintf("Secret %s/%s not permitted: no ReferenceGrant in namespace %s allows Gateway %s/%s", ns, ref.Name, ns, gw.Namespace, gw.Name)}
+	}
+	secret, ok := t.snap.Secrets[resource.Key{Namespace: ns, Name: string(ref.Name)}]
+	if !ok {
+		return ir.Certificate{}, &refError{reason, fmt.Sprintf("Secret %s/%s not found", ns, ref.Name)}
+	}
+	certPEM, keyPEM := secret.Data[corev1.TLSCertKey], secret.Data[corev1.TLSPrivateKeyKey]
+	if secret.Type != corev1.SecretTypeTLS && secret.Type != "" && secret.Type != corev1.SecretTypeOpaque {
+		return ir.Certificate{}, &refError{reason, fmt.Sprintf("Secret %s/%s has type %s; want %s", ns, ref.Name, secret.Type, corev1.SecretTypeTLS)}
+	}
+	if len(certPEM) == 0 || len(keyPEM) == 0 {
+		certPEM, keyPEM = []byte(secret.StringData[corev1.TLSCertKey]), []byte(secret.StringData[corev1.TLSPrivateKeyKey])
+	}
+	if len(certPEM) == 0 || len(keyPEM) == 0 {
+		return ir.Certificate{}, &refError{reason, fmt.Sprintf("Secret %s/%s lacks %s or %s", ns, ref.Name, corev1.TLSCertKey, corev1.TLSPrivateKeyKey)}
+	}
+	if err := validateKeyPair(certPEM, keyPEM); err != nil {
+		return ir.Certificate{}, &refError{reason, fmt.Sprintf("Secret %s/%s: %v", ns, ref.Name, err)}
+	}
+	return ir.Certificate{Name: "secret/" + ns + "/" + string(ref.Name), CertPEM: string(certPEM), KeyPEM: string(keyPEM)}, nil
+}
+
+// validateKeyPair checks that the PEM holds a parseable certificate chain matching the key.
+func validateKeyPair(certPEM, keyPEM []byte) error {
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return fmt.Errorf("invalid certificate or key: %w", err)
+	}
+	if _, err := x509.ParseCertificate(pair.Certificate[0]); err != nil {
+		return fmt.Errorf("invalid certificate: %w", err)
+	}
+	if block, _ := pem.Decode(certPEM); block == nil || block.Type != "CERTIFICATE" {
+		return fmt.Errorf("%s does not start with a PEM CERTIFICATE block", corev1.TLSCertKey)
+	}
+	return nil
+}
+
+func groupKind(group, kind string) string {
+	if group == "" {
+		return kind
+	}
+	return group + "/" + kind
+}
+
+func (l *listenerState) hostname() string {
+	if l.spec.Hostname == nil {
+		return ""
+	}
+	return string(*l.spec.Hostname)
+}
+
+// canAttach reports whether routes may attach: the listener is accepted and not in conflict.
+func (l *listenerState) canAttach() bool {
+	return l.accepted.ok() && l.conflict == ""
+}
+
+// programmed reports whether the listener ends up in the IR. A listener with some
+// unresolved references still serves what it can (for example the valid certificates).
+func (l *listenerState) programmed() bool {
+	if !l.canAttach() {
+		return false
+	}
+	if l.tls != nil && l.tls.Mode == ir.TLSTerminate && len(l.tls.Certificates) == 0 {
+		return false
+	}
+	return len(l.supportedKinds) > 0
+}
+
+func (l *listenerState) name() string {
+	return l.gw.obj.Namespace + "/" + l.gw.obj.Name + "/" + string(l.spec.Name)
+}
+
+func (l *listenerState) status() gwv1.ListenerStatus {
+	gen := l.gw.obj.Generation
+	st := gwv1.ListenerStatus{
+		Name:           l.spec.Name,
+		SupportedKinds: l.supportedKinds,
+		AttachedRoutes: int32(len(l.attached)),
+	}
+	var conds []metav1.Condition
+	switch {
+	case !l.accepted.ok():
+		conds = append(conds, condition(string(gwv1.ListenerConditionAccepted), false, l.accepted.reason, gen, l.accepted.message()))
+	case l.conflict != "":
+		conds = append(conds, condition(string(gwv1.ListenerConditionAccepted), false, string(l.conflict), gen, l.conflictMsg))
+	default:
+		conds = append(conds, condition(string(gwv1.ListenerConditionAccepted), true, string(gwv1.ListenerReasonAccepted), gen, "listener is accepted"))
+	}
+	if l.conflict != "" {
+		conds = append(conds, condition(string(gwv1.ListenerConditionConflicted), true, string(l.conflict), gen, l.conflictMsg))
+	} else {
+		conds = append(conds, condition(string(gwv1.ListenerConditionConflicted), false, string(gwv1.ListenerReasonNoConflicts), gen, "no conflicts"))
+	}
+	if l.resolvedRefs.ok() {
+		conds = append(conds, condition(string(gwv1.ListenerConditionResolvedRefs), true, string(gwv1.ListenerReasonResolvedRefs), gen, "all references resolved"))
+	} else {
+		conds = append(conds, condition(string(gwv1.ListenerConditionResolvedRefs), false, l.resolvedRefs.reason, gen, l.resolvedRefs.message()))
+	}
+	if l.programmed() {
+		conds = append(conds, condition(string(gwv1.ListenerConditionProgrammed), true, string(gwv1.ListenerReasonProgrammed), gen, "listener is programmed"))
+	} else {
+		conds = append(conds, condition(string(gwv1.ListenerConditionProgrammed), false, string(gwv1.ListenerReasonInvalid), gen, l.notProgrammedWhy()))
+	}
+	st.Conditions = conds
+	return st
+}
+
+func (l *listenerState) notProgrammedWhy() string {
+	switch {
+	case !l.accepted.ok():
+		return "listener is not accepted: " + l.accepted.message()
+	case l.conflict != "":
+		return "listener conflicts with another listener: " + l.conflictMsg
+	case len(l.supportedKinds) == 0:
+		return "listener supports none of the route kinds it allows: " + l.resolvedRefs.message()
+	}
+	return "listener has no usable certificate: " + l.resolvedRefs.message()
+}
+
+// buildIR renders what the listener serves.
+func (l *listenerState) buildIR() ir.Listener {
+	out := ir.Listener{
+		Name:     l.name(),
+		Hostname: l.hostname(),
+		Protocol: ir.Protocol(l.spec.Protocol),
+		TLS:      l.tls,
+	}
+	out.VirtualHosts = buildVirtualHosts(l.vhosts)
+	out.L4Routes = buildL4Routes(l.l4)
+	return out
+}

@@ -1,0 +1,235 @@
+package translate
+
+import (
+	"cmp"
+	"crypto/x509"
+	"fmt"
+	"slices"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/portico-gw/portico/internal/ir"
+	"github.com/portico-gw/portico/internal/resource"
+)
+
+// backendTLSPolicies indexes BackendTLSPolicies by the Service ports they target and
+// collects their status.
+type backendTLSPolicies struct {
+	states   []*tlsPolicyState // sorted by key
+	byTarget map[policyTarget][]*tlsPolicyState
+}
+
+// policyTarget is a Service, and a port name ("" for every port).
+type policyTarget struct {
+	service resource.Key
+	port    string
+}
+
+type tlsPolicyState struct {
+	obj *gwv1.BackendTLSPolicy
+	// conflictedBy names the older policy that already targets the same port.
+	conflictedBy map[policyTarget]string
+	resolved     problems // CA certificate problems
+	accepted     problems // validation problems other than references
+	tls          *ir.UpstreamTLS
+	ancestors    map[resource.Key]*gatewayState
+	loaded       bool
+}
+
+func indexBackendTLSPolicies(snap *resource.Snapshot) *backendTLSPolicies {
+	idx := &backendTLSPolicies{byTarget: map[policyTarget][]*tlsPolicyState{}}
+	for _, p := range resource.Sorted(snap.BackendTLSPolicies) {
+		st := &tlsPolicyState{obj: p, conflictedBy: map[policyTarget]string{}, ancestors: map[resource.Key]*gatewayState{}}
+		idx.states = append(idx.states, st)
+		for _, ref := range p.Spec.TargetRefs {
+			if ref.Group != "" || ref.Kind != "Service" {
+				st.accepted.add(string(gwv1.PolicyReasonInvalid), "targetRef %s %s: only core Services can be targeted", groupKind(string(ref.Group), string(ref.Kind)), ref.Name)
+				continue
+			}
+			target := policyTarget{service: resource.Key{Namespace: p.Namespace, Name: string(ref.Name)}}
+			if ref.SectionName != nil {
+				target.port = string(*ref.SectionName)
+			}
+			idx.byTarget[target] = append(idx.byTarget[target], st)
+		}
+	}
+	// The oldest policy on a target wins; the others are Conflicted there.
+	for target, ps := range idx.byTarget {
+		slices.SortStableFunc(ps, func(a, b *tlsPolicyState) int {
+			return cmp.Or(a.obj.CreationTimestamp.Compare(b.obj.CreationTimestamp.Time),
+				resource.KeyOf(a.obj).Compare(resource.KeyOf(b.obj)))
+		})
+		for _, p := range ps[1:] {
+			p.conflictedBy[target] = ps[0].obj.Name
+		}
+	}
+	return idx
+}
+
+// policyFor returns the policy that applies to a Service port: one naming the port
+// wins over one for the whole Service.
+func (idx *backendTLSPolicies) policyFor(svc resource.Key, portName string) *tlsPolicyState {
+	if portName != "" {
+		if ps := idx.byTarget[policyTarget{svc, portName}]; len(ps) > 0 {
+			return ps[0]
+		}
+	}
+	if ps := idx.byTarget[policyTarget{svc, ""}]; len(ps) > 0 {
+		return ps[0]
+	}
+	return nil
+}
+
+// recordUse notes that Gateways send traffic to a Service port, so every policy
+// targeting it (the winner and any it conflicts with) reports status for them.
+func (idx *backendTLSPolicies) recordUse(svc resource.Key, portName string, gws []*gatewayState) {
+	targets := []policyTarget{{svc, ""}}
+	if portName != "" {
+		targets = append(targets, policyTarget{svc, portName})
+	}
+	for _, target := range targets {
+		for _, p := range idx.byTarget[target] {
+			for _, g := range gws {
+				p.ancestors[resource.KeyOf(g.obj)] = g
+			}
+		}
+	}
+}
+
+// upstreamTLS returns the TLS settings for a Service port, or nil without a policy.
+// A policy whose CA certificates cannot be used makes the backend unusable (the spec
+// forbids falling back to plain text).
+func (idx *backendTLSPolicies) upstreamTLS(snap *resource.Snapshot, svc resource.Key, portName string, gws []*gatewayState) (*ir.UpstreamTLS, *refError) {
+	p := idx.policyFor(svc, portName)
+	if p == nil {
+		return nil, nil
+	}
+	idx.recordUse(svc, portName, gws)
+	p.load(snap)
+	if p.tls == nil {
+		return nil, &refError{string(gwv1.RouteReasonBackendNotFound),
+			fmt.Sprintf("backend Service %s: BackendTLSPolicy %s/%s is invalid: %s", svc, p.obj.Namespace, p.obj.Name, p.invalidMessage())}
+	}
+	return p.tls, nil
+}
+
+func (p *tlsPolicyState) invalidMessage() string {
+	if !p.accepted.ok() {
+		return p.accepted.message()
+	}
+	return p.resolved.message()
+}
+
+// load validates the policy and builds its TLS settings, once.
+func (p *tlsPolicyState) load(snap *resource.Snapshot) {
+	if p.loaded {
+		return
+	}
+	p.loaded = true
+	v := p.obj.Spec.Validation
+	if v.Hostname == "" {
+		p.accepted.add(string(gwv1.PolicyReasonInvalid), "validation.hostname is required")
+	}
+	out := &ir.UpstreamTLS{SNI: string(v.Hostname)}
+	for _, san := range v.SubjectAltNames {
+		switch san.Type {
+		case gwv1.HostnameSubjectAltNameType:
+			out.SubjectAltNames = append(out.SubjectAltNames, ir.SubjectAltName{Hostname: string(san.Hostname)})
+		case gwv1.URISubjectAltNameType:
+			out.SubjectAltNames = append(out.SubjectAltNames, ir.SubjectAltName{URI: string(san.URI)})
+		default:
+			p.accepted.add(string(gwv1.PolicyReasonInvalid), "subjectAltNames type %q is not supported", san.Type)
+		}
+	}
+	switch {
+	case v.WellKnownCACertificates != nil && len(v.CACertificateRefs) > 0:
+		p.accepted.add(string(gwv1.PolicyReasonInvalid), "set either caCertificateRefs or wellKnownCACertificates, not both")
+	case v.WellKnownCACertificates != nil:
+		if *v.WellKnownCACertificates != gwv1.WellKnownCACertificatesSystem {
+			p.accepted.add(string(gwv1.PolicyReasonInvalid), "wellKnownCACertificates %q is not supported; use System", *v.WellKnownCACertificates)
+		}
+		out.SystemRoots = true
+	case len(v.CACertificateRefs) == 0:
+		p.accepted.add(string(gwv1.PolicyReasonInvalid), "validation needs caCertificateRefs or wellKnownCACertificates")
+	}
+	var bundle string
+	for i, ref := range v.CACertificateRefs {
+		if ref.Group != "" || ref.Kind != "ConfigMap" {
+			p.resolved.add(string(gwv1.BackendTLSPolicyReasonInvalidKind), "caCertificateRefs[%d]: kind %s is not supported; use a ConfigMap", i, groupKind(string(ref.Group), string(ref.Kind)))
+			continue
+		}
+		cm, ok := snap.ConfigMaps[resource.Key{Namespace: p.obj.Namespace, Name: string(ref.Name)}]
+		if !ok {
+			p.resolved.add(string(gwv1.BackendTLSPolicyReasonInvalidCACertificateRef), "caCertificateRefs[%d]: ConfigMap %s/%s not found", i, p.obj.Namespace, ref.Name)
+			continue
+		}
+		pemData := cm.Data["ca.crt"]
+		pool := x509.NewCertPool()
+		if pemData == "" || !pool.AppendCertsFromPEM([]byte(pemData)) {
+			p.resolved.add(string(gwv1.BackendTLSPolicyReasonInvalidCACertificateRef), "caCertificateRefs[%d]: ConfigMap %s/%s has no PEM certificate under key ca.crt", i, p.obj.Namespace, ref.Name)
+			continue
+		}
+		bundle += pemData
+		if bundle[len(bundle)-1] != '\n' {
+			bundle += "\n"
+		}
+	}
+	out.CACertificates = bundle
+	if p.accepted.ok() && p.resolved.ok() {
+		p.tls = out
+	}
+}
+
+// policyStatuses renders the status of every BackendTLSPolicy that affects a Gateway
+// this controller serves.
+func (idx *backendTLSPolicies) policyStatuses(snap *resource.Snapshot, controller string) []PolicyStatus {
+	var out []PolicyStatus
+	for _, p := range idx.states {
+		if len(p.ancestors) == 0 {
+			continue
+		}
+		p.load(snap)
+		gen := p.obj.Generation
+		var conds []metav1.Condition
+		switch {
+		case len(p.conflictedBy) > 0 && len(p.conflictedBy) == len(p.obj.Spec.TargetRefs):
+			var older []string
+			for _, n := range p.conflictedBy {
+				older = append(older, n)
+			}
+			slices.Sort(older)
+			conds = append(conds, condition(string(gwv1.PolicyConditionAccepted), false, string(gwv1.PolicyReasonConflicted), gen,
+				fmt.Sprintf("an older BackendTLSPolicy (%s) already targets the same Service port", joinQuoted(slices.Compact(older)))))
+		case !p.accepted.ok():
+			conds = append(conds, condition(string(gwv1.PolicyConditionAccepted), false, p.accepted.reason, gen, p.accepted.message()))
+		case !p.resolved.ok():
+			conds = append(conds, condition(string(gwv1.PolicyConditionAccepted), false, string(gwv1.BackendTLSPolicyReasonNoValidCACertificate), gen, p.resolved.message()))
+		default:
+			conds = append(conds, condition(string(gwv1.PolicyConditionAccepted), true, string(gwv1.PolicyReasonAccepted), gen, "policy is accepted"))
+		}
+		if p.resolved.ok() {
+			conds = append(conds, condition(string(gwv1.BackendTLSPolicyConditionResolvedRefs), true, string(gwv1.BackendTLSPolicyReasonResolvedRefs), gen, "all references resolved"))
+		} else {
+			conds = append(conds, condition(string(gwv1.BackendTLSPolicyConditionResolvedRefs), false, p.resolved.reason, gen, p.resolved.message()))
+		}
+		st := PolicyStatus{Kind: "BackendTLSPolicy", Namespace: p.obj.Namespace, Name: p.obj.Name}
+		keys := make([]resource.Key, 0, len(p.ancestors))
+		for k := range p.ancestors {
+			keys = append(keys, k)
+		}
+		slices.SortFunc(keys, resource.Key.Compare)
+		for _, k := range keys {
+			ns := gwv1.Namespace(k.Namespace)
+			group := gwv1.Group(gatewayGroup)
+			kind := gwv1.Kind("Gateway")
+			st.Status.Ancestors = append(st.Status.Ancestors, gwv1.PolicyAncestorStatus{
+				AncestorRef:    gwv1.ParentReference{Group: &group, Kind: &kind, Namespace: &ns, Name: gwv1.ObjectName(k.Name)},
+				ControllerName: gwv1.GatewayController(controller),
+				Conditions:     slices.Clone(conds),
+			})
+		}
+		out = append(out, st)
+	}
+	return out
+}

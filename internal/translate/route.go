@@ -1,0 +1,188 @@
+package translate
+
+import (
+	"fmt"
+	"slices"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/portico-gw/portico/internal/resource"
+)
+
+// routeInfo is what attachment needs to know about a route of any kind.
+type routeInfo struct {
+	kind       string // HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute
+	meta       metav1.ObjectMeta
+	parentRefs []gwv1.ParentReference
+	// hostnames is nil for kinds without hostnames (TCPRoute, UDPRoute).
+	hostnames []string
+	// usesHostnames is true for kinds that match on hostnames.
+	usesHostnames bool
+}
+
+func (r routeInfo) id() string {
+	return r.kind + "/" + r.meta.Namespace + "/" + r.meta.Name
+}
+
+// attachment is a listener a route attached to, and the hostnames it serves there.
+type attachment struct {
+	listener  *listenerState
+	hostnames []string
+}
+
+// parentResult is the outcome of one parentRef owned by this controller.
+type parentResult struct {
+	status      gwv1.RouteParentStatus
+	attachments []attachment
+}
+
+func (p *parentResult) accepted() bool { return len(p.attachments) > 0 }
+
+func hostnameStrings(hs []gwv1.Hostname) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = string(h)
+	}
+	return out
+}
+
+// attach resolves every parentRef of r that names a Gateway this controller serves,
+// records the attachment on the listeners, and returns one result per such parentRef
+// with its Accepted condition set.
+func (t *translator) attach(r routeInfo) []*parentResult {
+	var results []*parentResult
+	for _, ref := range r.parentRefs {
+		group, kind := gatewayGroup, "Gateway"
+		if ref.Group != nil {
+			group = string(*ref.Group)
+		}
+		if ref.Kind != nil {
+			kind = string(*ref.Kind)
+		}
+		if group != gatewayGroup || kind != "Gateway" {
+			continue // a parent of another kind (a Service, a ListenerSet): not ours
+		}
+		ns := r.meta.Namespace
+		if ref.Namespace != nil {
+			ns = string(*ref.Namespace)
+		}
+		gw, ok := t.gwByKey[resource.Key{Namespace: ns, Name: string(ref.Name)}]
+		if !ok {
+			continue // a Gateway we do not serve (or that does not exist): not ours to report
+		}
+		if slices.ContainsFunc(results, func(p *parentResult) bool { return parentRefEqual(p.status.ParentRef, ref) }) {
+			continue
+		}
+		res := &parentResult{status: gwv1.RouteParentStatus{
+			ParentRef:      ref,
+			ControllerName: gwv1.GatewayController(t.opts.ControllerName),
+		}}
+		t.attachToGateway(r, gw, ref, res)
+		results = append(results, res)
+	}
+	return results
+}
+
+func (t *translator) attachToGateway(r routeInfo, gw *gatewayState, ref gwv1.ParentReference, res *parentResult) {
+	gen := r.meta.Generation
+	var candidates []*listenerState
+	for _, l := range gw.listeners {
+		if ref.SectionName != nil && l.spec.Name != *ref.SectionName {
+			continue
+		}
+		if ref.Port != nil && l.spec.Port != *ref.Port {
+			continue
+		}
+		candidates = append(candidates, l)
+	}
+	if len(candidates) == 0 {
+		what := "any listener"
+		switch {
+		case ref.SectionName != nil && ref.Port != nil:
+			what = fmt.Sprintf("a listener named %q on port %d", *ref.SectionName, *ref.Port)
+		case ref.SectionName != nil:
+			what = fmt.Sprintf("a listener named %q", *ref.SectionName)
+		case ref.Port != nil:
+			what = fmt.Sprintf("a listener on port %d", *ref.Port)
+		}
+		res.status.Conditions = append(res.status.Conditions, condition(string(gwv1.RouteConditionAccepted), false,
+			string(gwv1.RouteReasonNoMatchingParent), gen,
+			fmt.Sprintf("Gateway %s/%s has no %s", gw.obj.Namespace, gw.obj.Name, what)))
+		return
+	}
+	var notAllowed, noHost problems
+	for _, l := range candidates {
+		switch {
+		case !l.canAttach():
+			notAllowed.add(string(gwv1.RouteReasonNotAllowedByListeners), "listener %q is not accepted", l.spec.Name)
+		case !l.allowsKind(r.kind):
+			notAllowed.add(string(gwv1.RouteReasonNotAllowedByListeners), "listener %q does not allow kind %s", l.spec.Name, r.kind)
+		case !l.allowed.allows(t.snap, r.meta.Namespace):
+			notAllowed.add(string(gwv1.RouteReasonNotAllowedByListeners), "listener %q does not allow routes from namespace %s", l.spec.Name, r.meta.Namespace)
+		default:
+			var hosts []string
+			if r.usesHostnames {
+				var ok bool
+				hosts, ok = intersectHostnames(l.hostname(), r.hostnames)
+				if !ok {
+					noHost.add(string(gwv1.RouteReasonNoMatchingListenerHostname), "listener %q hostname %s matches none of the route's hostnames", l.spec.Name, l.hostname())
+					continue
+				}
+			}
+			res.attachments = append(res.attachments, attachment{listener: l, hostnames: hosts})
+			l.attached[r.id()] = true
+		}
+	}
+	switch {
+	case res.accepted():
+		res.status.Conditions = append(res.status.Conditions, condition(string(gwv1.RouteConditionAccepted), true,
+			string(gwv1.RouteReasonAccepted), gen, "route is accepted"))
+	case !notAllowed.ok():
+		res.status.Conditions = append(res.status.Conditions, condition(string(gwv1.RouteConditionAccepted), false,
+			notAllowed.reason, gen, notAllowed.message()))
+	default:
+		res.status.Conditions = append(res.status.Conditions, condition(string(gwv1.RouteConditionAccepted), false,
+			noHost.reason, gen, noHost.message()))
+	}
+}
+
+func (l *listenerState) allowsKind(kind string) bool {
+	return slices.ContainsFunc(l.supportedKinds, func(k gwv1.RouteGroupKind) bool { return string(k.Kind) == kind })
+}
+
+func parentRefEqual(a, b gwv1.ParentReference) bool {
+	return ptrEq(a.Group, b.Group) && ptrEq(a.Kind, b.Kind) && ptrEq(a.Namespace, b.Namespace) &&
+		a.Name == b.Name && ptrEq(a.SectionName, b.SectionName) && ptrEq(a.Port, b.Port)
+}
+
+func ptrEq[T comparable](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+// finishRoute records a route's status: each parent gets ResolvedRefs (and any extra
+// conditions) after Accepted.
+func (t *translator) finishRoute(r routeInfo, parents []*parentResult, resolved problems, extra ...metav1.Condition) {
+	if len(parents) == 0 {
+		return
+	}
+	gen := r.meta.Generation
+	rs := RouteStatus{Kind: r.kind, Namespace: r.meta.Namespace, Name: r.meta.Name}
+	for _, p := range parents {
+		if resolved.ok() {
+			p.status.Conditions = append(p.status.Conditions, condition(string(gwv1.RouteConditionResolvedRefs), true,
+				string(gwv1.RouteReasonResolvedRefs), gen, "all references resolved"))
+		} else {
+			p.status.Conditions = append(p.status.Conditions, condition(string(gwv1.RouteConditionResolvedRefs), false,
+				resolved.reason, gen, resolved.message()))
+		}
+		for _, c := range extra {
+			p.status.Conditions = setCondition(p.status.Conditions, c)
+		}
+		rs.Status.Parents = append(rs.Status.Parents, p.status)
+	}
+	t.routes = append(t.routes, rs)
+}

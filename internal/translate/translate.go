@@ -1,0 +1,105 @@
+// Package translate turns a resource.Snapshot into the data plane's ir.Config and the
+// status of every object this controller owns. It is a pure function of its input:
+// no I/O, no clock, no globals, and output sorted wherever it comes from maps, so the
+// same Snapshot always gives byte-identical results.
+package translate
+
+import (
+	"cmp"
+	"slices"
+
+	"github.com/portico-gw/portico/internal/ir"
+	"github.com/portico-gw/portico/internal/resource"
+)
+
+// DefaultControllerName is the GatewayClass spec.controllerName Portico answers to.
+const DefaultControllerName = "portico.dev/gateway-controller"
+
+// Options tune a translation.
+type Options struct {
+	// ControllerName selects the GatewayClasses to serve; DefaultControllerName if empty.
+	ControllerName string
+}
+
+// Translate computes the IR and status for snap with default options.
+func Translate(snap *resource.Snapshot) (*ir.Config, *Status) {
+	return TranslateWith(snap, Options{})
+}
+
+// TranslateWith computes the IR and status for snap.
+func TranslateWith(snap *resource.Snapshot, opts Options) (*ir.Config, *Status) {
+	if opts.ControllerName == "" {
+		opts.ControllerName = DefaultControllerName
+	}
+	t := newTranslator(snap, opts)
+	t.translateGatewayClasses()
+	t.translateGateways()
+	t.translateHTTPRoutes()
+	t.translateGRPCRoutes()
+	t.translateL4Routes()
+	return t.buildConfig(), t.buildStatus()
+}
+
+// translator carries the state of one translation; it lives for one call.
+type translator struct {
+	opts   Options
+	snap   *resource.Snapshot
+	grants referenceGrants
+
+	classes  map[string]*classState
+	gateways []*gatewayState // sorted by key
+	gwByKey  map[resource.Key]*gatewayState
+
+	backends *backendResolver
+	routes   []RouteStatus
+}
+
+func newTranslator(snap *resource.Snapshot, opts Options) *translator {
+	t := &translator{
+		opts:    opts,
+		snap:    snap,
+		grants:  indexReferenceGrants(snap),
+		classes: map[string]*classState{},
+		gwByKey: map[resource.Key]*gatewayState{},
+	}
+	t.backends = newBackendResolver(snap, t.grants)
+	return t
+}
+
+// buildConfig assembles the IR from the programmed listeners.
+func (t *translator) buildConfig() *ir.Config {
+	cfg := &ir.Config{}
+	for _, gw := range t.gateways {
+		if g, ok := gw.buildIR(); ok {
+			cfg.Gateways = append(cfg.Gateways, g)
+		}
+	}
+	cfg.Clusters = t.backends.clusterList()
+	return cfg
+}
+
+func (t *translator) buildStatus() *Status {
+	st := &Status{}
+	for _, name := range sortedKeys(t.classes) {
+		c := t.classes[name]
+		st.GatewayClasses = append(st.GatewayClasses, GatewayClassStatus{Name: name, Status: c.status})
+	}
+	for _, gw := range t.gateways {
+		st.Gateways = append(st.Gateways, GatewayStatus{Namespace: gw.obj.Namespace, Name: gw.obj.Name, Status: gw.status()})
+	}
+	st.Routes = t.routes
+	slices.SortFunc(st.Routes, func(a, b RouteStatus) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+	st.BackendTLSPolicies = t.backends.policies.policyStatuses(t.snap, t.opts.ControllerName)
+	return st
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
