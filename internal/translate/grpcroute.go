@@ -1,3 +1,165 @@
 package translate
 
-func (t *translator) translateGRPCRoutes() {}
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/portico-gw/portico/internal/ir"
+	"github.com/portico-gw/portico/internal/resource"
+)
+
+func (t *translator) translateGRPCRoutes() {
+	for _, r := range resource.Sorted(t.snap.GRPCRoutes) {
+		info := routeInfo{
+			kind: "GRPCRoute", meta: r.ObjectMeta, parentRefs: r.Spec.ParentRefs,
+			hostnames: hostnameStrings(r.Spec.Hostnames), usesHostnames: true,
+		}
+		parents := t.attach(info)
+		if len(parents) == 0 {
+			continue
+		}
+		use := routeUse{from: refFrom{gatewayGroup, "GRPCRoute", r.Namespace}, want: ir.UpstreamH2C, gateways: gatewaysOf(parents)}
+		rules := r.Spec.Rules
+		if len(rules) == 0 {
+			rules = []gwv1.GRPCRouteRule{{}}
+		}
+		var resolved, invalid problems
+		var entries []routeEntry
+		for i := range rules {
+			es, err := t.grpcRule(r, i, &rules[i], use, &resolved)
+			if err != nil {
+				invalid.add(string(gwv1.RouteReasonUnsupportedValue), "rule %s: %v", ruleLabel(i, rules[i].Name), err)
+				continue
+			}
+			entries = append(entries, es...)
+		}
+		t.programHTTPRoute(info, parents, entries, &invalid, len(rules))
+		t.finishRoute(info, parents, resolved, partiallyInvalid(info, parents, &invalid)...)
+	}
+}
+
+func (t *translator) grpcRule(r *gwv1.GRPCRoute, idx int, rule *gwv1.GRPCRouteRule, use routeUse, resolved *problems) ([]routeEntry, error) {
+	base := ir.Route{GRPC: true}
+	if rule.Name != nil {
+		base.RuleName = string(*rule.Name)
+	}
+	matches := rule.Matches
+	if len(matches) == 0 {
+		matches = []gwv1.GRPCRouteMatch{{}}
+	}
+	irMatches := make([]ir.Match, len(matches))
+	for i := range matches {
+		m, err := grpcMatch(&matches[i])
+		if err != nil {
+			return nil, fmt.Errorf("matches[%d]: %w", i, err)
+		}
+		irMatches[i] = m
+	}
+	// GRPCRoute filters are a subset of HTTPRoute's with the same shapes.
+	httpFilters := make([]gwv1.HTTPRouteFilter, len(rule.Filters))
+	for i, f := range rule.Filters {
+		switch f.Type {
+		case gwv1.GRPCRouteFilterRequestHeaderModifier, gwv1.GRPCRouteFilterResponseHeaderModifier,
+			gwv1.GRPCRouteFilterRequestMirror, gwv1.GRPCRouteFilterExtensionRef:
+		default:
+			return nil, fmt.Errorf("filters[%d]: filter type %q is not supported", i, f.Type)
+		}
+		httpFilters[i] = gwv1.HTTPRouteFilter{
+			Type:                   gwv1.HTTPRouteFilterType(f.Type),
+			RequestHeaderModifier:  f.RequestHeaderModifier,
+			ResponseHeaderModifier: f.ResponseHeaderModifier,
+			RequestMirror:          f.RequestMirror,
+			ExtensionRef:           f.ExtensionRef,
+		}
+	}
+	if err := t.applyHTTPFilters(&base, httpFilters, use, resolved, irMatches); err != nil {
+		return nil, err
+	}
+	if rule.SessionPersistence != nil {
+		return nil, errors.New("sessionPersistence is not supported")
+	}
+	for i, br := range rule.BackendRefs {
+		hbr := gwv1.HTTPBackendRef{BackendRef: br.BackendRef}
+		for _, f := range br.Filters {
+			hbr.Filters = append(hbr.Filters, gwv1.HTTPRouteFilter{
+				Type:                   gwv1.HTTPRouteFilterType(f.Type),
+				RequestHeaderModifier:  f.RequestHeaderModifier,
+				ResponseHeaderModifier: f.ResponseHeaderModifier,
+			})
+		}
+		b, err := t.httpBackend(hbr, use, resolved)
+		if err != nil {
+			return nil, fmt.Errorf("backendRefs[%d]: %w", i, err)
+		}
+		base.Backends = append(base.Backends, b)
+	}
+	if base.DirectResponse == nil && len(base.Backends) == 0 {
+		base.DirectResponse = &ir.DirectResponse{StatusCode: http.StatusInternalServerError, Body: "no backend for this rule"}
+	}
+	return t.expandMatches(base, &r.ObjectMeta, "grpcroute", idx, irMatches), nil
+}
+
+// grpcMatch turns a gRPC service/method match into a path match on "/service/method".
+func grpcMatch(m *gwv1.GRPCRouteMatch) (ir.Match, error) {
+	out := ir.Match{Path: ir.PathMatch{Type: ir.PathPrefix, Value: "/"}, Method: http.MethodPost}
+	if mm := m.Method; mm != nil {
+		typ := gwv1.GRPCMethodMatchExact
+		if mm.Type != nil {
+			typ = *mm.Type
+		}
+		svc, method := "", ""
+		if mm.Service != nil {
+			svc = *mm.Service
+		}
+		if mm.Method != nil {
+			method = *mm.Method
+		}
+		if svc == "" && method == "" {
+			return ir.Match{}, errors.New("method match needs a service or a method")
+		}
+		switch typ {
+		case gwv1.GRPCMethodMatchExact:
+			switch {
+			case svc != "" && method != "":
+				out.Path = ir.PathMatch{Type: ir.PathExact, Value: "/" + svc + "/" + method}
+			case svc != "":
+				out.Path = ir.PathMatch{Type: ir.PathPrefix, Value: "/" + svc}
+			default:
+				out.Path = ir.PathMatch{Type: ir.PathRegex, Value: "/[^/]+/" + regexp.QuoteMeta(method)}
+			}
+		case gwv1.GRPCMethodMatchRegularExpression:
+			if svc == "" {
+				svc = "[^/]+"
+			}
+			if method == "" {
+				method = "[^/]+"
+			}
+			for _, re := range []string{svc, method} {
+				if _, err := regexp.Compile(re); err != nil {
+					return ir.Match{}, fmt.Errorf("method regex %q: %w", re, err)
+				}
+			}
+			out.Path = ir.PathMatch{Type: ir.PathRegex, Value: "/(?:" + svc + ")/(?:" + method + ")"}
+		default:
+			return ir.Match{}, fmt.Errorf("method match type %q is not supported", typ)
+		}
+	}
+	seen := map[string]bool{}
+	for _, h := range m.Headers {
+		name := http.CanonicalHeaderKey(string(h.Name))
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		sm, err := stringMatch(name, (*string)(h.Type), h.Value)
+		if err != nil {
+			return ir.Match{}, fmt.Errorf("header %s: %w", h.Name, err)
+		}
+		out.Headers = append(out.Headers, sm)
+	}
+	return out, nil
+}

@@ -67,6 +67,9 @@ func (t *translator) newListener(g *gatewayState, spec *gwv1.Listener) *listener
 	}
 	l.validateKinds()
 	l.allowed = t.routeNamespacesFor(g, spec)
+	if l.allowed.err != nil {
+		l.accepted.add(string(gwv1.ListenerReasonUnsupportedValue), "%v", l.allowed.err)
+	}
 	l.validateTLS(t)
 	return l
 }

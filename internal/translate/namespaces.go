@@ -40,6 +40,11 @@ func (t *translator) routeNamespacesFor(g *gatewayState, spec *gwv1.Listener) ro
 		}
 		rn.selector = sel
 	}
+	switch rn.from {
+	case gwv1.NamespacesFromAll, gwv1.NamespacesFromSame, gwv1.NamespacesFromSelector:
+	default:
+		rn.err = fmt.Errorf("allowedRoutes.namespaces.from %q is not one of All, Same, Selector", rn.from)
+	}
 	return rn
 }
 
