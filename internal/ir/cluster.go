@@ -10,6 +10,9 @@ type Cluster struct {
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
 	// TLS, when set, makes the data plane originate TLS to the endpoints.
 	TLS *UpstreamTLS `json:"tls,omitempty"`
+	// Invalid, when set, says why the cluster must not be used (for example its
+	// BackendTLSPolicy cannot be loaded): requests to it answer 500.
+	Invalid string `json:"invalid,omitempty"`
 }
 
 // Endpoint is an IP address or DNS name and a port.

@@ -129,7 +129,10 @@ func (b *backendResolver) resolveService(use routeUse, key resource.Key, port *g
 	if proto != ir.UpstreamUDP {
 		tlsCfg, perr := b.policies.upstreamTLS(b.snap, key, sp.Name, use.gateways)
 		if perr != nil {
-			return "", perr
+			// The reference itself is fine; the policy reports its own problem. The
+			// cluster is unusable: never fall back to plain text.
+			c.Endpoints = nil
+			c.Invalid = perr.msg
 		}
 		c.TLS = tlsCfg
 	}

@@ -14,10 +14,15 @@ import (
 
 // gatewayState is one Gateway of an accepted, owned GatewayClass.
 type gatewayState struct {
-	obj          *gwv1.Gateway
-	listeners    []*listenerState // spec order
-	addresses    []string         // validated spec.addresses
-	addrProblems problems
+	obj       *gwv1.Gateway
+	listeners []*listenerState // spec order
+	// addresses are the usable spec.addresses, with their types defaulted.
+	addresses []gwv1.GatewayStatusAddress
+	// rejected holds reasons the Gateway is not Accepted (unsupported address types,
+	// infrastructure parameters); unusable holds addresses that are of a supported type
+	// but cannot be used (Accepted, but not Programmed).
+	rejected problems
+	unusable problems
 }
 
 func (t *translator) translateGateways() {
@@ -28,6 +33,11 @@ func (t *translator) translateGateways() {
 		}
 		g := &gatewayState{obj: gw}
 		g.validateAddresses()
+		if infra := gw.Spec.Infrastructure; infra != nil && infra.ParametersRef != nil {
+			ref := infra.ParametersRef
+			g.rejected.add(string(gwv1.GatewayReasonInvalidParameters),
+				"infrastructure.parametersRef %s %s: Portico reads no Gateway parameters; remove it", groupKind(string(ref.Group), string(ref.Kind)), ref.Name)
+		}
 		for i := range gw.Spec.Listeners {
 			g.listeners = append(g.listeners, t.newListener(g, &gw.Spec.Listeners[i]))
 		}
@@ -38,6 +48,7 @@ func (t *translator) translateGateways() {
 }
 
 // validateAddresses accepts IP addresses (type IPAddress, the default) and hostnames.
+// An address without a value asks for one to be assigned, which the provider does.
 func (g *gatewayState) validateAddresses() {
 	for _, a := range g.obj.Spec.Addresses {
 		typ := gwv1.IPAddressType
@@ -46,20 +57,22 @@ func (g *gatewayState) validateAddresses() {
 		}
 		switch typ {
 		case gwv1.IPAddressType:
+			if a.Value == "" {
+				continue
+			}
 			ip, err := netip.ParseAddr(a.Value)
 			if err != nil {
-				g.addrProblems.add(string(gwv1.GatewayReasonUnsupportedAddress), "address %q is not a valid IP address", a.Value)
+				g.unusable.add(string(gwv1.GatewayReasonAddressNotUsable), "address %q is not a valid IP address", a.Value)
 				continue
 			}
-			g.addresses = append(g.addresses, ip.String())
+			g.addresses = append(g.addresses, gwv1.GatewayStatusAddress{Type: &typ, Value: ip.String()})
 		case gwv1.HostnameAddressType:
 			if a.Value == "" {
-				g.addrProblems.add(string(gwv1.GatewayReasonUnsupportedAddress), "hostname address is empty")
 				continue
 			}
-			g.addresses = append(g.addresses, a.Value)
+			g.addresses = append(g.addresses, gwv1.GatewayStatusAddress{Type: &typ, Value: a.Value})
 		default:
-			g.addrProblems.add(string(gwv1.GatewayReasonUnsupportedAddress),
+			g.rejected.add(string(gwv1.GatewayReasonUnsupportedAddress),
 				"address type %q is not supported (use IPAddress or Hostname)", typ)
 		}
 	}
@@ -141,32 +154,26 @@ func (g *gatewayState) detectConflicts() {
 	}
 }
 
-// status renders the Gateway's status.
+// status renders the Gateway's status. A listener that is accepted counts as valid even
+// when some of its references do not resolve: it reports that itself, and the Gateway
+// stays Accepted and Programmed for its other listeners.
 func (g *gatewayState) status() gwv1.GatewayStatus {
 	gen := g.obj.Generation
 	var st gwv1.GatewayStatus
-	valid := 0
 	var invalid []string
 	for _, l := range g.listeners {
-		ls := l.status()
-		st.Listeners = append(st.Listeners, ls)
-		if l.programmed() {
-			valid++
-		} else {
+		st.Listeners = append(st.Listeners, l.status())
+		if !l.canAttach() {
 			invalid = append(invalid, string(l.spec.Name))
 		}
 	}
-	for _, a := range g.obj.Spec.Addresses {
-		if !slices.Contains(g.addresses, a.Value) {
-			continue
-		}
-		st.Addresses = append(st.Addresses, gwv1.GatewayStatusAddress{Type: a.Type, Value: a.Value})
-	}
+	st.Addresses = g.addresses
+	valid := len(g.listeners) - len(invalid)
 
 	var accepted, programmed metav1.Condition
 	switch {
-	case !g.addrProblems.ok():
-		accepted = condition(string(gwv1.GatewayConditionAccepted), false, g.addrProblems.reason, gen, g.addrProblems.message())
+	case !g.rejected.ok():
+		accepted = condition(string(gwv1.GatewayConditionAccepted), false, g.rejected.reason, gen, g.rejected.message())
 	case len(g.listeners) > 0 && valid == 0:
 		accepted = condition(string(gwv1.GatewayConditionAccepted), false, string(gwv1.GatewayReasonListenersNotValid), gen,
 			fmt.Sprintf("no listener is valid: %s", joinQuoted(invalid)))
@@ -177,13 +184,21 @@ func (g *gatewayState) status() gwv1.GatewayStatus {
 		accepted = condition(string(gwv1.GatewayConditionAccepted), true, string(gwv1.GatewayReasonAccepted), gen, "Gateway is accepted")
 	}
 	switch {
-	case !g.addrProblems.ok():
-		programmed = condition(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonAddressNotUsable), gen, g.addrProblems.message())
-	case valid == 0 && len(g.listeners) > 0:
+	case !g.rejected.ok():
+		programmed = condition(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonInvalid), gen, "Gateway is not accepted: "+g.rejected.message())
+	case !g.unusable.ok():
+		programmed = condition(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonAddressNotUsable), gen, g.unusable.message())
+	case len(g.listeners) > 0 && valid == 0:
 		programmed = condition(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonInvalid), gen, "no listener can be programmed")
 	default:
+		n := 0
+		for _, l := range g.listeners {
+			if l.programmed() {
+				n++
+			}
+		}
 		programmed = condition(string(gwv1.GatewayConditionProgrammed), true, string(gwv1.GatewayReasonProgrammed), gen,
-			fmt.Sprintf("%d of %d listeners programmed", valid, len(g.listeners)))
+			fmt.Sprintf("%d of %d listeners programmed", n, len(g.listeners)))
 	}
 	st.Conditions = []metav1.Condition{accepted, programmed}
 	return st
@@ -191,10 +206,13 @@ func (g *gatewayState) status() gwv1.GatewayStatus {
 
 // buildIR renders the Gateway's programmed listeners as IR ports.
 func (g *gatewayState) buildIR() (ir.Gateway, bool) {
-	if !g.addrProblems.ok() {
+	if !g.rejected.ok() || !g.unusable.ok() {
 		return ir.Gateway{}, false
 	}
-	out := ir.Gateway{Name: resource.KeyOf(g.obj).String(), Addresses: g.addresses}
+	out := ir.Gateway{Name: resource.KeyOf(g.obj).String()}
+	for _, a := range g.addresses {
+		out.Addresses = append(out.Addresses, a.Value)
+	}
 	type portKey struct {
 		number    uint32
 		transport string

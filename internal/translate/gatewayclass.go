@@ -17,10 +17,18 @@ type classState struct {
 // GatewayClass status (sorted, as the API asks).
 var SupportedFeatures = []gwv1.FeatureName{
 	"BackendTLSPolicy",
+	"BackendTLSPolicySANValidation",
 	"GRPCRoute",
+	"GRPCRouteNamedRouteRule",
 	"Gateway",
+	"GatewayHTTPListenerIsolation",
 	"GatewayPort8080",
 	"HTTPRoute",
+	"HTTPRoute303RedirectStatusCode",
+	"HTTPRoute307RedirectStatusCode",
+	"HTTPRoute308RedirectStatusCode",
+	"HTTPRouteBackendProtocolH2C",
+	"HTTPRouteBackendProtocolWebSocket",
 	"HTTPRouteBackendRequestHeaderModification",
 	"HTTPRouteBackendTimeout",
 	"HTTPRouteCORS",
@@ -28,6 +36,7 @@ var SupportedFeatures = []gwv1.FeatureName{
 	"HTTPRouteHostRewrite",
 	"HTTPRouteMethodMatching",
 	"HTTPRouteNamedRouteRule",
+	"HTTPRouteParentRefPort",
 	"HTTPRoutePathRedirect",
 	"HTTPRoutePathRewrite",
 	"HTTPRoutePortRedirect",
@@ -40,7 +49,11 @@ var SupportedFeatures = []gwv1.FeatureName{
 	"HTTPRouteRetry",
 	"HTTPRouteSchemeRedirect",
 	"ReferenceGrant",
+	"TCPRoute",
 	"TLSRoute",
+	"TLSRouteModeMixed",
+	"TLSRouteModeTerminate",
+	"UDPRoute",
 }
 
 func (t *translator) translateGatewayClasses() {

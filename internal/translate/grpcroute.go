@@ -105,7 +105,7 @@ func (t *translator) grpcRule(r *gwv1.GRPCRoute, idx int, rule *gwv1.GRPCRouteRu
 
 // grpcMatch turns a gRPC service/method match into a path match on "/service/method".
 func grpcMatch(m *gwv1.GRPCRouteMatch) (ir.Match, error) {
-	out := ir.Match{Path: ir.PathMatch{Type: ir.PathPrefix, Value: "/"}, Method: http.MethodPost}
+	out := ir.Match{Path: ir.PathMatch{Type: ir.PathPrefix, Value: "/"}}
 	if mm := m.Method; mm != nil {
 		typ := gwv1.GRPCMethodMatchExact
 		if mm.Type != nil {

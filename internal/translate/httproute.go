@@ -80,10 +80,20 @@ func (t *translator) programHTTPRoute(info routeInfo, parents []*parentResult, e
 		}
 		return
 	}
+	// Two parentRefs can select the same listener (by name and by port, say): add the
+	// route's entries once per listener and hostname.
+	type target struct {
+		l    *listenerState
+		host string
+	}
+	done := map[target]bool{}
 	for _, p := range parents {
 		for _, a := range p.attachments {
 			for _, h := range a.hostnames {
-				a.listener.addRoutes(h, entries)
+				if !done[target{a.listener, h}] {
+					done[target{a.listener, h}] = true
+					a.listener.addRoutes(h, entries)
+				}
 			}
 		}
 	}
@@ -190,8 +200,8 @@ func httpMatch(m *gwv1.HTTPRouteMatch) (ir.Match, error) {
 			if !strings.HasPrefix(out.Path.Value, "/") {
 				return ir.Match{}, fmt.Errorf("path %q must start with /", out.Path.Value)
 			}
-			if strings.Contains(out.Path.Value, "//") || strings.Contains(out.Path.Value, "/./") || strings.Contains(out.Path.Value, "/../") {
-				return ir.Match{}, fmt.Errorf("path %q must not contain //, /./ or /../", out.Path.Value)
+			if err := validatePath(out.Path.Value); err != nil {
+				return ir.Match{}, err
 			}
 			if out.Path.Type == ir.PathPrefix && len(out.Path.Value) > 1 {
 				out.Path.Value = strings.TrimSuffix(out.Path.Value, "/")
@@ -234,6 +244,26 @@ func httpMatch(m *gwv1.HTTPRouteMatch) (ir.Match, error) {
 		out.Method = string(*m.Method)
 	}
 	return out, nil
+}
+
+// validPathChars is the character set the API allows in Exact and PathPrefix values.
+var validPathChars = regexp.MustCompile(`^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})+$`)
+
+// validatePath applies the API server's checks on Exact and PathPrefix values, so a
+// folder of YAML is held to the same rules as a cluster.
+func validatePath(p string) error {
+	for _, bad := range []string{"//", "/./", "/../", "%2f", "%2F", "#"} {
+		if strings.Contains(p, bad) {
+			return fmt.Errorf("path %q must not contain %q", p, bad)
+		}
+	}
+	if strings.HasSuffix(p, "/..") || strings.HasSuffix(p, "/.") {
+		return fmt.Errorf("path %q must not end with /. or /..", p)
+	}
+	if !validPathChars.MatchString(p) {
+		return fmt.Errorf("path %q has characters that are not allowed in a URL path", p)
+	}
+	return nil
 }
 
 func stringMatch(name string, typ *string, value string) (ir.StringMatch, error) {

@@ -84,8 +84,13 @@ func (t *translator) translateL4Route(r l4Route) {
 	if len(r.rules) == 0 {
 		resolved.add(string(gwv1.RouteReasonBackendNotFound), "the route has no rules, so no backends")
 	}
+	done := map[*listenerState]bool{}
 	for _, p := range parents {
 		for _, a := range p.attachments {
+			if done[a.listener] {
+				continue
+			}
+			done[a.listener] = true
 			for _, e := range entries {
 				e.route.Hostnames = a.hostnames
 				if len(e.route.Hostnames) == 1 && e.route.Hostnames[0] == "*" {

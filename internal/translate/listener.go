@@ -249,6 +249,9 @@ func (l *listenerState) status() gwv1.ListenerStatus {
 		SupportedKinds: l.supportedKinds,
 		AttachedRoutes: int32(len(l.attached)),
 	}
+	if !l.canAttach() || st.SupportedKinds == nil {
+		st.SupportedKinds = []gwv1.RouteGroupKind{} // a listener that takes no routes supports no kinds
+	}
 	var conds []metav1.Condition
 	switch {
 	case !l.accepted.ok():

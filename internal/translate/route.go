@@ -71,11 +71,15 @@ func (t *translator) attach(r routeInfo) []*parentResult {
 		if !ok {
 			continue // a Gateway we do not serve (or that does not exist): not ours to report
 		}
-		if slices.ContainsFunc(results, func(p *parentResult) bool { return parentRefEqual(p.status.ParentRef, ref) }) {
+		// Status echoes the parentRef with its defaults filled in, so readers (and the
+		// conformance suite) need not know the defaults.
+		shown := ref
+		shown.Group, shown.Kind, shown.Namespace = ptrTo(gwv1.Group(group)), ptrTo(gwv1.Kind(kind)), ptrTo(gwv1.Namespace(ns))
+		if slices.ContainsFunc(results, func(p *parentResult) bool { return parentRefEqual(p.status.ParentRef, shown) }) {
 			continue
 		}
 		res := &parentResult{status: gwv1.RouteParentStatus{
-			ParentRef:      ref,
+			ParentRef:      shown,
 			ControllerName: gwv1.GatewayController(t.opts.ControllerName),
 		}}
 		t.attachToGateway(r, gw, ref, res)
@@ -155,6 +159,8 @@ func parentRefEqual(a, b gwv1.ParentReference) bool {
 	return ptrEq(a.Group, b.Group) && ptrEq(a.Kind, b.Kind) && ptrEq(a.Namespace, b.Namespace) &&
 		a.Name == b.Name && ptrEq(a.SectionName, b.SectionName) && ptrEq(a.Port, b.Port)
 }
+
+func ptrTo[T any](v T) *T { return &v }
 
 func ptrEq[T comparable](a, b *T) bool {
 	if a == nil || b == nil {

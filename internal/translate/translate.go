@@ -74,7 +74,7 @@ func (t *translator) buildConfig() *ir.Config {
 			cfg.Gateways = append(cfg.Gateways, g)
 		}
 	}
-	cfg.Clusters = t.backends.clusterList()
+	cfg.Clusters = usedClusters(cfg, t.backends.clusterList())
 	return cfg
 }
 
@@ -102,4 +102,34 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// usedClusters keeps the clusters some programmed route refers to: routes that did not
+// attach anywhere still resolve their backends (for status) but must not cost the data
+// plane a connection pool.
+func usedClusters(cfg *ir.Config, all []ir.Cluster) []ir.Cluster {
+	used := map[string]bool{}
+	mark := func(bs []ir.Backend) {
+		for _, b := range bs {
+			used[b.Cluster] = true
+		}
+	}
+	for _, g := range cfg.Gateways {
+		for _, p := range g.Ports {
+			for _, l := range p.Listeners {
+				for _, vh := range l.VirtualHosts {
+					for _, r := range vh.Routes {
+						mark(r.Backends)
+						for _, m := range r.Mirrors {
+							used[m.Cluster] = true
+						}
+					}
+				}
+				for _, r := range l.L4Routes {
+					mark(r.Backends)
+				}
+			}
+		}
+	}
+	return slices.DeleteFunc(all, func(c ir.Cluster) bool { return !used[c.Name] })
 }
