@@ -3,6 +3,7 @@ package translate
 import (
 	"cmp"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -23,6 +24,8 @@ type backendResolver struct {
 	slicesBySvc map[resource.Key][]*discoveryv1.EndpointSlice
 	clusters    map[string]*ir.Cluster
 	policies    *backendTLSPolicies
+	// allowExternalName follows ExternalName Services (see Options).
+	allowExternalName bool
 }
 
 func newBackendResolver(snap *resource.Snapshot, grants referenceGrants) *backendResolver {
@@ -52,6 +55,10 @@ type routeUse struct {
 	want ir.Protocol
 	// gateways the route is attached to, for policy status.
 	gateways []*gatewayState
+	// originateTLS lets a BackendTLSPolicy make the gateway speak TLS to the backend:
+	// true for HTTP-family routes and TLSRoutes on terminating listeners, never for
+	// TLS passthrough or TCPRoute (the stream is forwarded as it is).
+	originateTLS bool
 }
 
 // resolve returns the cluster for ref, creating it on first use.
@@ -112,29 +119,41 @@ func (b *backendResolver) resolveService(use routeUse, key resource.Key, port *g
 	if err != nil {
 		return "", &refError{string(gwv1.RouteReasonUnsupportedProtocol), fmt.Sprintf("backendRef Service %s port %d: %v", key, *port, err)}
 	}
+	// A policy applies only where the gateway originates the connection's TLS.
+	var policy *tlsPolicyState
+	if use.originateTLS && proto != ir.UpstreamUDP {
+		policy = b.policies.policyFor(key, sp.Name)
+		b.policies.recordUse(key, sp.Name, use.gateways)
+	}
 	name := fmt.Sprintf("service/%s/%s/%d", key.Namespace, key.Name, *port)
-	if proto != natural {
+	switch {
+	case proto == ir.UpstreamTCP && policy != nil:
+		name += "/tls" // re-encrypted stream: not the same cluster as plain TCP users of this port
+	case proto != natural:
 		name += "/" + strings.ToLower(string(proto))
 	}
 	if _, done := b.clusters[name]; done {
-		b.policies.recordUse(key, sp.Name, use.gateways)
 		return name, nil
 	}
 	c := &ir.Cluster{Name: name, Protocol: proto}
-	if svc.Spec.Type == corev1.ServiceTypeExternalName {
-		c.Endpoints = []ir.Endpoint{{Address: svc.Spec.ExternalName, Port: uint32(*port)}}
-	} else {
+	switch {
+	case svc.Spec.Type != corev1.ServiceTypeExternalName:
 		c.Endpoints = b.endpoints(key, sp)
+	case b.allowExternalName:
+		c.Endpoints = []ir.Endpoint{{Address: svc.Spec.ExternalName, Port: uint32(*port)}}
+	default:
+		return "", &refError{string(gwv1.RouteReasonBackendNotFound), fmt.Sprintf(
+			"backendRef Service %s is an ExternalName Service, which Portico does not follow by default: it could reach any DNS name, bypassing ReferenceGrants (CVE-2021-25740)", key)}
 	}
-	if proto != ir.UpstreamUDP {
-		tlsCfg, perr := b.policies.upstreamTLS(b.snap, key, sp.Name, use.gateways)
-		if perr != nil {
+	if policy != nil {
+		policy.load(b.snap)
+		c.TLS = policy.tls
+		if policy.tls == nil {
 			// The reference itself is fine; the policy reports its own problem. The
 			// cluster is unusable: never fall back to plain text.
 			c.Endpoints = nil
-			c.Invalid = perr.msg
+			c.Invalid = fmt.Sprintf("BackendTLSPolicy %s/%s is invalid: %s", policy.obj.Namespace, policy.obj.Name, policy.invalidMessage())
 		}
-		c.TLS = tlsCfg
 	}
 	b.clusters[name] = c
 	return name, nil
@@ -171,9 +190,19 @@ func (b *backendResolver) endpoints(key resource.Key, sp corev1.ServicePort) []i
 	return sortEndpoints(out)
 }
 
+// sortEndpoints orders endpoints by address (numerically for IPs, so 10.0.0.2 comes
+// before 10.0.0.10) and port, dropping duplicates.
 func sortEndpoints(eps []ir.Endpoint) []ir.Endpoint {
 	slices.SortFunc(eps, func(a, b ir.Endpoint) int {
-		return cmp.Or(cmp.Compare(a.Address, b.Address), cmp.Compare(a.Port, b.Port))
+		ia, errA := netip.ParseAddr(a.Address)
+		ib, errB := netip.ParseAddr(b.Address)
+		var byAddr int
+		if errA == nil && errB == nil {
+			byAddr = ia.Compare(ib)
+		} else {
+			byAddr = cmp.Compare(a.Address, b.Address)
+		}
+		return cmp.Or(byAddr, cmp.Compare(a.Port, b.Port))
 	})
 	return slices.Compact(eps)
 }

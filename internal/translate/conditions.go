@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -32,7 +33,10 @@ func (p *problems) add(reason, format string, args ...any) {
 	if p.reason == "" {
 		p.reason = reason
 	}
-	p.messages = append(p.messages, fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	if !slices.Contains(p.messages, msg) {
+		p.messages = append(p.messages, msg)
+	}
 }
 
 func (p *problems) ok() bool { return p.reason == "" }

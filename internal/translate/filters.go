@@ -18,9 +18,9 @@ import (
 func (t *translator) applyHTTPFilters(base *ir.Route, filters []gwv1.HTTPRouteFilter, use routeUse, resolved *problems, matches []ir.Match) error {
 	seen := map[gwv1.HTTPRouteFilterType]bool{}
 	for i, f := range filters {
-		if f.Type != gwv1.HTTPRouteFilterRequestMirror {
+		if f.Type != gwv1.HTTPRouteFilterRequestMirror && f.Type != gwv1.HTTPRouteFilterExtensionRef {
 			if seen[f.Type] {
-				return fmt.Errorf("filters[%d]: %s appears more than once", i, f.Type)
+				return fmt.Errorf("filters[%d]: %s appears more than once: %w", i, f.Type, errIncompatibleFilters)
 			}
 			seen[f.Type] = true
 		}
@@ -29,7 +29,7 @@ func (t *translator) applyHTTPFilters(base *ir.Route, filters []gwv1.HTTPRouteFi
 		}
 	}
 	if base.Redirect != nil && base.Rewrite != nil {
-		return errors.New("RequestRedirect and URLRewrite cannot be used together")
+		return fmt.Errorf("RequestRedirect and URLRewrite cannot be used together: %w", errIncompatibleFilters)
 	}
 	return nil
 }

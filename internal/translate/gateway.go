@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -60,12 +61,11 @@ func (g *gatewayState) validateAddresses() {
 			if a.Value == "" {
 				continue
 			}
-			ip, err := netip.ParseAddr(a.Value)
-			if err != nil {
+			if _, err := netip.ParseAddr(a.Value); err != nil {
 				g.unusable.add(string(gwv1.GatewayReasonAddressNotUsable), "address %q is not a valid IP address", a.Value)
 				continue
 			}
-			g.addresses = append(g.addresses, gwv1.GatewayStatusAddress{Type: &typ, Value: ip.String()})
+			g.addresses = append(g.addresses, gwv1.GatewayStatusAddress{Type: &typ, Value: a.Value})
 		case gwv1.HostnameAddressType:
 			if a.Value == "" {
 				continue
@@ -101,10 +101,11 @@ func transport(k ir.Protocol) string {
 	return "tcp"
 }
 
-// detectConflicts marks listeners that cannot be programmed together: different
-// protocols on one port, or the same hostname twice on one port. The first listener
-// (in spec order) of each conflicting group keeps the port, as the spec allows
-// implementations to accept a non-conflicting subset.
+// detectConflicts marks listeners that cannot be told apart: different protocols on one
+// port, or the same hostname twice on one port. The spec forbids picking a winner, so
+// every listener of a conflicting group is marked and none of them binds the port.
+// It also flags TLS listeners whose hostnames overlap (OverlappingTLSConfig), which are
+// served but let a client's SNI and Host disagree about the listener.
 func (g *gatewayState) detectConflicts() {
 	type portKey struct {
 		port      gwv1.PortNumber
@@ -124,34 +125,68 @@ func (g *gatewayState) detectConflicts() {
 	}
 	for _, k := range order {
 		ls := byPort[k]
-		first := ls[0]
-		for _, l := range ls[1:] {
-			if l.kind != first.kind {
-				l.conflict = gwv1.ListenerReasonProtocolConflict
-				l.conflictMsg = fmt.Sprintf("port %d is already used by listener %q with protocol %s", l.spec.Port, first.spec.Name, first.spec.Protocol)
+		if slices.ContainsFunc(ls, func(l *listenerState) bool { return l.kind != ls[0].kind }) {
+			var protos []string
+			for _, l := range ls {
+				protos = append(protos, fmt.Sprintf("%q (%s)", l.spec.Name, l.spec.Protocol))
 			}
+			msg := fmt.Sprintf("listeners on port %d use protocols that cannot share a port: %s", k.port, strings.Join(protos, ", "))
+			for _, l := range ls {
+				l.conflict, l.conflictMsg = gwv1.ListenerReasonProtocolConflict, msg
+			}
+			continue
 		}
-		seenHost := map[string]string{}
+		byHost := map[string][]*listenerState{}
 		for _, l := range ls {
-			if l.conflict != "" {
-				continue
-			}
 			h := l.hostname()
 			if l.kind == ir.ProtocolTCP || l.kind == ir.ProtocolUDP {
 				h = "" // these protocols cannot tell listeners apart by hostname
 			}
-			if other, dup := seenHost[h]; dup {
-				l.conflict = gwv1.ListenerReasonHostnameConflict
-				shown := h
-				if shown == "" {
-					shown = "(any)"
-				}
-				l.conflictMsg = fmt.Sprintf("listener %q already serves hostname %s on port %d", other, shown, l.spec.Port)
+			byHost[h] = append(byHost[h], l)
+		}
+		for h, group := range byHost {
+			if len(group) < 2 {
 				continue
 			}
-			seenHost[h] = string(l.spec.Name)
+			names := make([]string, len(group))
+			for i, l := range group {
+				names[i] = string(l.spec.Name)
+			}
+			shown := h
+			if shown == "" {
+				shown = "(any hostname)"
+			}
+			msg := fmt.Sprintf("listeners %s all serve %s on port %d", joinQuoted(names), shown, k.port)
+			for _, l := range group {
+				l.conflict, l.conflictMsg = gwv1.ListenerReasonHostnameConflict, msg
+			}
+		}
+		if ls[0].kind == ir.ProtocolTLS {
+			markOverlappingTLS(ls)
 		}
 	}
+}
+
+// markOverlappingTLS flags TLS listeners on one port whose hostnames overlap (one is a
+// wildcard covering the other, or either has no hostname).
+func markOverlappingTLS(ls []*listenerState) {
+	for i, a := range ls {
+		for _, b := range ls[i+1:] {
+			if a.conflict != "" || b.conflict != "" {
+				continue
+			}
+			ha, hb := a.hostname(), b.hostname()
+			if ha == "" || hb == "" || wildcardMatches(ha, hb) || wildcardMatches(hb, ha) {
+				a.overlapsTLS = append(a.overlapsTLS, string(b.spec.Name))
+				b.overlapsTLS = append(b.overlapsTLS, string(a.spec.Name))
+			}
+		}
+	}
+}
+
+// bindable reports whether the Gateway is accepted and all its addresses usable.
+func (g *gatewayState) bindable() bool {
+	return g.rejected.ok() && g.unusable.ok()
 }
 
 // status renders the Gateway's status. A listener that is accepted counts as valid even
@@ -167,7 +202,9 @@ func (g *gatewayState) status() gwv1.GatewayStatus {
 			invalid = append(invalid, string(l.spec.Name))
 		}
 	}
-	st.Addresses = g.addresses
+	if g.bindable() {
+		st.Addresses = g.addresses // only addresses actually bound are reported
+	}
 	valid := len(g.listeners) - len(invalid)
 
 	var accepted, programmed metav1.Condition
@@ -200,18 +237,33 @@ func (g *gatewayState) status() gwv1.GatewayStatus {
 		programmed = condition(string(gwv1.GatewayConditionProgrammed), true, string(gwv1.GatewayReasonProgrammed), gen,
 			fmt.Sprintf("%d of %d listeners programmed", n, len(g.listeners)))
 	}
-	st.Conditions = []metav1.Condition{accepted, programmed}
+	var unresolved []string
+	for _, l := range g.listeners {
+		if !l.resolvedRefs.ok() {
+			unresolved = append(unresolved, string(l.spec.Name))
+		}
+	}
+	resolved := condition(string(gwv1.GatewayConditionResolvedRefs), true, string(gwv1.GatewayReasonResolvedRefs), gen, "all listener references resolved")
+	if len(unresolved) > 0 {
+		resolved = condition(string(gwv1.GatewayConditionResolvedRefs), false, string(gwv1.GatewayReasonListenersNotResolved), gen,
+			"these listeners have unresolved references (see their ResolvedRefs condition): "+joinQuoted(unresolved))
+	}
+	st.Conditions = []metav1.Condition{accepted, programmed, resolved}
 	return st
 }
 
 // buildIR renders the Gateway's programmed listeners as IR ports.
 func (g *gatewayState) buildIR() (ir.Gateway, bool) {
-	if !g.rejected.ok() || !g.unusable.ok() {
+	if !g.bindable() {
 		return ir.Gateway{}, false
 	}
 	out := ir.Gateway{Name: resource.KeyOf(g.obj).String()}
 	for _, a := range g.addresses {
-		out.Addresses = append(out.Addresses, a.Value)
+		if ip, err := netip.ParseAddr(a.Value); err == nil {
+			out.Addresses = append(out.Addresses, ip.String())
+		} else {
+			out.Addresses = append(out.Addresses, a.Value)
+		}
 	}
 	type portKey struct {
 		number    uint32

@@ -67,7 +67,7 @@ func (t *translator) translateGatewayClasses() {
 			c.status.Conditions = append(c.status.Conditions, condition(
 				string(gwv1.GatewayClassConditionStatusAccepted), false,
 				string(gwv1.GatewayClassReasonInvalidParameters), gc.Generation,
-				"parametersRef "+string(ref.Group)+"/"+string(ref.Kind)+" "+ref.Name+
+				"parametersRef "+groupKind(string(ref.Group), string(ref.Kind))+" "+ref.Name+
 					": Portico reads no GatewayClass parameters; remove parametersRef"))
 		} else {
 			c.status.Conditions = append(c.status.Conditions, condition(

@@ -1,45 +1,77 @@
 package translate
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/portico-gw/portico/internal/ir"
-	"github.com/portico-gw/portico/internal/resource"
 )
 
-func (t *translator) translateGRPCRoutes() {
-	for _, r := range resource.Sorted(t.snap.GRPCRoutes) {
-		info := routeInfo{
-			kind: "GRPCRoute", meta: r.ObjectMeta, parentRefs: r.Spec.ParentRefs,
-			hostnames: hostnameStrings(r.Spec.Hostnames), usesHostnames: true,
+// translateHTTPFamily translates HTTPRoutes and GRPCRoutes together, oldest first (then
+// by namespace/name), so that where the two kinds claim the same hostname on a listener
+// the older route wins, as the spec requires.
+func (t *translator) translateHTTPFamily() {
+	type item struct {
+		meta *metav1.ObjectMeta
+		kind string
+		http *gwv1.HTTPRoute
+		grpc *gwv1.GRPCRoute
+	}
+	var items []item
+	for _, r := range t.snap.HTTPRoutes {
+		items = append(items, item{meta: &r.ObjectMeta, kind: "HTTPRoute", http: r})
+	}
+	for _, r := range t.snap.GRPCRoutes {
+		items = append(items, item{meta: &r.ObjectMeta, kind: "GRPCRoute", grpc: r})
+	}
+	slices.SortFunc(items, func(a, b item) int {
+		return cmp.Or(a.meta.CreationTimestamp.Compare(b.meta.CreationTimestamp.Time),
+			cmp.Compare(a.meta.Namespace+"/"+a.meta.Name, b.meta.Namespace+"/"+b.meta.Name),
+			cmp.Compare(a.kind, b.kind))
+	})
+	for _, it := range items {
+		if it.http != nil {
+			t.translateHTTPRoute(it.http)
+		} else {
+			t.translateGRPCRoute(it.grpc)
 		}
-		parents := t.attach(info)
-		if len(parents) == 0 {
+	}
+}
+
+func (t *translator) translateGRPCRoute(r *gwv1.GRPCRoute) {
+	info := routeInfo{
+		kind: "GRPCRoute", meta: r.ObjectMeta, parentRefs: r.Spec.ParentRefs,
+		hostnames: hostnameStrings(r.Spec.Hostnames), usesHostnames: true,
+	}
+	parents := t.attach(info)
+	if len(parents) == 0 {
+		return
+	}
+	claimHostnames(info, parents, familyGRPC)
+	use := routeUse{from: refFrom{gatewayGroup, "GRPCRoute", r.Namespace}, want: ir.UpstreamH2C, gateways: gatewaysOf(parents), originateTLS: true}
+	rules := r.Spec.Rules
+	if len(rules) == 0 {
+		rules = []gwv1.GRPCRouteRule{{}}
+	}
+	var resolved, invalid problems
+	var entries []routeEntry
+	for i := range rules {
+		es, err := t.grpcRule(r, i, &rules[i], use, &resolved)
+		if err != nil {
+			invalid.add(ruleErrorReason(err), "rule %s: %v", ruleLabel(i, rules[i].Name), err)
 			continue
 		}
-		use := routeUse{from: refFrom{gatewayGroup, "GRPCRoute", r.Namespace}, want: ir.UpstreamH2C, gateways: gatewaysOf(parents)}
-		rules := r.Spec.Rules
-		if len(rules) == 0 {
-			rules = []gwv1.GRPCRouteRule{{}}
-		}
-		var resolved, invalid problems
-		var entries []routeEntry
-		for i := range rules {
-			es, err := t.grpcRule(r, i, &rules[i], use, &resolved)
-			if err != nil {
-				invalid.add(string(gwv1.RouteReasonUnsupportedValue), "rule %s: %v", ruleLabel(i, rules[i].Name), err)
-				continue
-			}
-			entries = append(entries, es...)
-		}
-		t.programHTTPRoute(info, parents, entries, &invalid, len(rules))
-		t.finishRoute(info, parents, resolved, partiallyInvalid(info, parents, &invalid)...)
+		entries = append(entries, es...)
 	}
+	programHTTPRoute(info, parents, entries, &invalid, len(rules))
+	t.finishRoute(info, parents, resolved)
 }
 
 func (t *translator) grpcRule(r *gwv1.GRPCRoute, idx int, rule *gwv1.GRPCRouteRule, use routeUse, resolved *problems) ([]routeEntry, error) {
@@ -52,12 +84,16 @@ func (t *translator) grpcRule(r *gwv1.GRPCRoute, idx int, rule *gwv1.GRPCRouteRu
 		matches = []gwv1.GRPCRouteMatch{{}}
 	}
 	irMatches := make([]ir.Match, len(matches))
+	ranks := make([][2]int, len(matches))
 	for i := range matches {
 		m, err := grpcMatch(&matches[i])
 		if err != nil {
 			return nil, fmt.Errorf("matches[%d]: %w", i, err)
 		}
 		irMatches[i] = m
+		if mm := matches[i].Method; mm != nil {
+			ranks[i] = [2]int{len(ptrValue(mm.Service)), len(ptrValue(mm.Method))}
+		}
 	}
 	// GRPCRoute filters are a subset of HTTPRoute's with the same shapes.
 	httpFilters := make([]gwv1.HTTPRouteFilter, len(rule.Filters))
@@ -100,7 +136,22 @@ func (t *translator) grpcRule(r *gwv1.GRPCRoute, idx int, rule *gwv1.GRPCRouteRu
 	if base.DirectResponse == nil && len(base.Backends) == 0 {
 		base.DirectResponse = &ir.DirectResponse{StatusCode: http.StatusInternalServerError, Body: "no backend for this rule"}
 	}
-	return t.expandMatches(base, &r.ObjectMeta, "grpcroute", idx, irMatches), nil
+	entries := t.expandMatches(base, &r.ObjectMeta, "grpcroute", idx, irMatches)
+	// GRPCRoute precedence: service length, then method length, then headers; the
+	// translated path says nothing useful about it.
+	for i := range entries {
+		k := &entries[i].key
+		k.pathRank, k.pathLen = 0, 0
+		k.grpcService, k.grpcMethod = ranks[i][0], ranks[i][1]
+	}
+	return entries, nil
+}
+
+func ptrValue(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
 }
 
 // grpcMatch turns a gRPC service/method match into a path match on "/service/method".

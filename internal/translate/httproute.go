@@ -8,41 +8,38 @@ import (
 	"strings"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/portico-gw/portico/internal/ir"
-	"github.com/portico-gw/portico/internal/resource"
 )
 
-func (t *translator) translateHTTPRoutes() {
-	for _, r := range resource.Sorted(t.snap.HTTPRoutes) {
-		info := routeInfo{
-			kind: "HTTPRoute", meta: r.ObjectMeta, parentRefs: r.Spec.ParentRefs,
-			hostnames: hostnameStrings(r.Spec.Hostnames), usesHostnames: true,
-		}
-		parents := t.attach(info)
-		if len(parents) == 0 {
+func (t *translator) translateHTTPRoute(r *gwv1.HTTPRoute) {
+	info := routeInfo{
+		kind: "HTTPRoute", meta: r.ObjectMeta, parentRefs: r.Spec.ParentRefs,
+		hostnames: hostnameStrings(r.Spec.Hostnames), usesHostnames: true,
+	}
+	parents := t.attach(info)
+	if len(parents) == 0 {
+		return
+	}
+	claimHostnames(info, parents, familyHTTP)
+	use := routeUse{from: refFrom{gatewayGroup, "HTTPRoute", r.Namespace}, gateways: gatewaysOf(parents), originateTLS: true}
+	rules := r.Spec.Rules
+	if len(rules) == 0 {
+		rules = []gwv1.HTTPRouteRule{{}} // the API server's default: one catch-all rule
+	}
+	var resolved, invalid problems
+	var entries []routeEntry
+	for i := range rules {
+		es, err := t.httpRule(r, i, &rules[i], use, &resolved)
+		if err != nil {
+			invalid.add(ruleErrorReason(err), "rule %s: %v", ruleLabel(i, rules[i].Name), err)
 			continue
 		}
-		use := routeUse{from: refFrom{gatewayGroup, "HTTPRoute", r.Namespace}, gateways: gatewaysOf(parents)}
-		rules := r.Spec.Rules
-		if len(rules) == 0 {
-			rules = []gwv1.HTTPRouteRule{{}} // the API server's default: one catch-all rule
-		}
-		var resolved, invalid problems
-		var entries []routeEntry
-		for i := range rules {
-			es, err := t.httpRule(r, i, &rules[i], use, &resolved)
-			if err != nil {
-				invalid.add(string(gwv1.RouteReasonUnsupportedValue), "rule %s: %v", ruleLabel(i, rules[i].Name), err)
-				continue
-			}
-			entries = append(entries, es...)
-		}
-		t.programHTTPRoute(info, parents, entries, &invalid, len(rules))
-		t.finishRoute(info, parents, resolved, partiallyInvalid(info, parents, &invalid)...)
+		entries = append(entries, es...)
 	}
+	programHTTPRoute(info, parents, entries, &invalid, len(rules))
+	t.finishRoute(info, parents, resolved)
 }
 
 func ruleLabel(i int, name *gwv1.SectionName) string {
@@ -64,9 +61,21 @@ func gatewaysOf(parents []*parentResult) []*gatewayState {
 	return out
 }
 
+// errIncompatibleFilters marks rule errors caused by filters that cannot be combined.
+var errIncompatibleFilters = errors.New("incompatible filters")
+
+func ruleErrorReason(err error) string {
+	if errors.Is(err, errIncompatibleFilters) {
+		return string(gwv1.RouteReasonIncompatibleFilters)
+	}
+	return string(gwv1.RouteReasonUnsupportedValue)
+}
+
 // programHTTPRoute adds the route's entries to every listener and hostname it attached
-// to. A route whose every rule is invalid is not accepted at all.
-func (t *translator) programHTTPRoute(info routeInfo, parents []*parentResult, entries []routeEntry, invalid *problems, rules int) {
+// to. Invalid rules are dropped and reported with PartiallyInvalid; a route whose every
+// rule is invalid is not accepted at all.
+func programHTTPRoute(info routeInfo, parents []*parentResult, entries []routeEntry, invalid *problems, rules int) {
+	gen := info.meta.Generation
 	if len(entries) == 0 && len(invalid.messages) == rules && rules > 0 {
 		for _, p := range parents {
 			for _, a := range p.attachments {
@@ -75,7 +84,7 @@ func (t *translator) programHTTPRoute(info routeInfo, parents []*parentResult, e
 			if p.accepted() {
 				p.attachments = nil
 				p.status.Conditions = setCondition(p.status.Conditions, condition(string(gwv1.RouteConditionAccepted), false,
-					string(gwv1.RouteReasonUnsupportedValue), info.meta.Generation, "no rule is valid: "+invalid.message()))
+					invalid.reason, gen, "no rule is valid: "+invalid.message()))
 			}
 		}
 		return
@@ -88,6 +97,10 @@ func (t *translator) programHTTPRoute(info routeInfo, parents []*parentResult, e
 	}
 	done := map[target]bool{}
 	for _, p := range parents {
+		if p.accepted() && !invalid.ok() {
+			p.status.Conditions = append(p.status.Conditions, condition(string(gwv1.RouteConditionPartiallyInvalid), true,
+				string(gwv1.RouteReasonUnsupportedValue), gen, "Dropped Rule(s): "+invalid.message()))
+		}
 		for _, a := range p.attachments {
 			for _, h := range a.hostnames {
 				if !done[target{a.listener, h}] {
@@ -97,21 +110,6 @@ func (t *translator) programHTTPRoute(info routeInfo, parents []*parentResult, e
 			}
 		}
 	}
-}
-
-// partiallyInvalid returns the PartiallyInvalid condition when some, not all, rules
-// were dropped.
-func partiallyInvalid(info routeInfo, parents []*parentResult, invalid *problems) []metav1.Condition {
-	if invalid.ok() {
-		return nil
-	}
-	for _, p := range parents {
-		if !p.accepted() {
-			return nil
-		}
-	}
-	return []metav1.Condition{condition(string(gwv1.RouteConditionPartiallyInvalid), true, string(gwv1.RouteReasonUnsupportedValue),
-		info.meta.Generation, "these rules are invalid and were dropped: "+invalid.message())}
 }
 
 // httpRule translates one rule into one route entry per match. Backend problems go to
@@ -147,7 +145,7 @@ func (t *translator) httpRule(r *gwv1.HTTPRoute, idx int, rule *gwv1.HTTPRouteRu
 		return nil, err
 	}
 	if base.Redirect != nil && len(rule.BackendRefs) > 0 {
-		return nil, errors.New("a RequestRedirect filter cannot be combined with backendRefs")
+		return nil, fmt.Errorf("a RequestRedirect filter cannot be combined with backendRefs: %w", errIncompatibleFilters)
 	}
 	for i, br := range rule.BackendRefs {
 		b, err := t.httpBackend(br, use, resolved)
@@ -170,16 +168,15 @@ func (t *translator) expandMatches(base ir.Route, meta metaLike, kind string, ru
 		rt.Match = m
 		rt.Name = fmt.Sprintf("%s/%s/%s/rule/%d/match/%d", kind, meta.GetNamespace(), meta.GetName(), ruleIdx, i)
 		out[i] = routeEntry{route: rt, key: precedence{
-			pathRank:  pathRank(m.Path.Type),
-			pathLen:   len(m.Path.Value),
-			method:    m.Method != "",
-			headers:   len(m.Headers),
-			query:     len(m.QueryParams),
-			created:   meta.GetCreationTimestamp().Unix(),
-			namespace: meta.GetNamespace(),
-			name:      meta.GetName(),
-			rule:      ruleIdx,
-			match:     i,
+			pathRank: pathRank(m.Path.Type),
+			pathLen:  len(m.Path.Value),
+			method:   m.Method != "",
+			headers:  len(m.Headers),
+			query:    len(m.QueryParams),
+			created:  meta.GetCreationTimestamp().Unix(),
+			route:    meta.GetNamespace() + "/" + meta.GetName(),
+			rule:     ruleIdx,
+			match:    i,
 		}}
 	}
 	return out

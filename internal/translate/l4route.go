@@ -56,9 +56,47 @@ func (t *translator) translateL4Route(r l4Route) {
 	if len(parents) == 0 {
 		return
 	}
-	meta := r.info.meta
-	use := routeUse{from: refFrom{gatewayGroup, r.info.kind, meta.Namespace}, want: r.want, gateways: gatewaysOf(parents)}
 	var resolved problems
+	if len(r.rules) == 0 {
+		resolved.add(string(gwv1.RouteReasonBackendNotFound), "the route has no rules, so no backends")
+	}
+	// A TLSRoute on a terminating listener forwards decrypted bytes, so its backends may
+	// be re-encrypted by a BackendTLSPolicy; on a passthrough listener they never are.
+	// The two cases get their own entries (and clusters).
+	entries := map[bool][]l4Entry{}
+	done := map[*listenerState]bool{}
+	for _, p := range parents {
+		for _, a := range p.attachments {
+			if done[a.listener] {
+				continue
+			}
+			done[a.listener] = true
+			originate := r.info.kind == "TLSRoute" && a.listener.tls != nil && a.listener.tls.Mode == ir.TLSTerminate
+			es, ok := entries[originate]
+			if !ok {
+				es = t.l4Entries(r, parents, originate, &resolved)
+				entries[originate] = es
+			}
+			for _, e := range es {
+				e.route.Hostnames = a.hostnames
+				if len(e.route.Hostnames) == 1 && e.route.Hostnames[0] == "*" {
+					e.route.Hostnames = nil
+				}
+				a.listener.l4 = append(a.listener.l4, e)
+			}
+		}
+	}
+	if len(entries) == 0 {
+		// Not attached anywhere: still resolve backends so status reports their problems.
+		t.l4Entries(r, parents, false, &resolved)
+	}
+	t.finishRoute(r.info, parents, resolved)
+}
+
+// l4Entries resolves every rule's backends.
+func (t *translator) l4Entries(r l4Route, parents []*parentResult, originateTLS bool, resolved *problems) []l4Entry {
+	meta := r.info.meta
+	use := routeUse{from: refFrom{gatewayGroup, r.info.kind, meta.Namespace}, want: r.want, gateways: gatewaysOf(parents), originateTLS: originateTLS}
 	var entries []l4Entry
 	for i, refs := range r.rules {
 		route := ir.L4Route{Name: fmt.Sprintf("%s/%s/%s/rule/%d", strings.ToLower(r.info.kind), meta.Namespace, meta.Name, i)}
@@ -78,27 +116,8 @@ func (t *translator) translateL4Route(r l4Route) {
 			route.Backends = append(route.Backends, b)
 		}
 		entries = append(entries, l4Entry{route: route, key: precedence{
-			created: meta.CreationTimestamp.Unix(), namespace: meta.Namespace, name: meta.Name, rule: i,
+			created: meta.CreationTimestamp.Unix(), route: meta.Namespace + "/" + meta.Name, rule: i,
 		}})
 	}
-	if len(r.rules) == 0 {
-		resolved.add(string(gwv1.RouteReasonBackendNotFound), "the route has no rules, so no backends")
-	}
-	done := map[*listenerState]bool{}
-	for _, p := range parents {
-		for _, a := range p.attachments {
-			if done[a.listener] {
-				continue
-			}
-			done[a.listener] = true
-			for _, e := range entries {
-				e.route.Hostnames = a.hostnames
-				if len(e.route.Hostnames) == 1 && e.route.Hostnames[0] == "*" {
-					e.route.Hostnames = nil
-				}
-				a.listener.l4 = append(a.listener.l4, e)
-			}
-		}
-	}
-	t.finishRoute(r.info, parents, resolved)
+	return entries
 }

@@ -26,12 +26,14 @@ type listenerState struct {
 	resolvedRefs problems // reasons ResolvedRefs is False
 	conflict     gwv1.ListenerConditionReason
 	conflictMsg  string
+	overlapsTLS  []string // TLS listeners on the same port with overlapping hostnames
 
 	supportedKinds []gwv1.RouteGroupKind
 	tls            *ir.ListenerTLS
 	allowed        routeNamespaces
 
 	attached map[string]bool // route ids attached
+	claims   [2]hostClaims   // hostnames claimed by HTTPRoutes and GRPCRoutes
 	vhosts   map[string]*vhostBuilder
 	l4       []l4Entry
 }
@@ -229,7 +231,7 @@ func (l *listenerState) canAttach() bool {
 // programmed reports whether the listener ends up in the IR. A listener with some
 // unresolved references still serves what it can (for example the valid certificates).
 func (l *listenerState) programmed() bool {
-	if !l.canAttach() {
+	if !l.canAttach() || !l.gw.bindable() {
 		return false
 	}
 	if l.tls != nil && l.tls.Mode == ir.TLSTerminate && len(l.tls.Certificates) == 0 {
@@ -271,10 +273,18 @@ func (l *listenerState) status() gwv1.ListenerStatus {
 	} else {
 		conds = append(conds, condition(string(gwv1.ListenerConditionResolvedRefs), false, l.resolvedRefs.reason, gen, l.resolvedRefs.message()))
 	}
-	if l.programmed() {
+	switch {
+	case l.programmed():
 		conds = append(conds, condition(string(gwv1.ListenerConditionProgrammed), true, string(gwv1.ListenerReasonProgrammed), gen, "listener is programmed"))
-	} else {
+	case l.conflict != "":
+		conds = append(conds, condition(string(gwv1.ListenerConditionProgrammed), false, string(l.conflict), gen, l.notProgrammedWhy()))
+	default:
 		conds = append(conds, condition(string(gwv1.ListenerConditionProgrammed), false, string(gwv1.ListenerReasonInvalid), gen, l.notProgrammedWhy()))
+	}
+	if len(l.overlapsTLS) > 0 {
+		// Negative polarity: only ever written as True.
+		conds = append(conds, condition(string(gwv1.ListenerConditionOverlappingTLSConfig), true, string(gwv1.ListenerReasonOverlappingHostnames), gen,
+			"hostname overlaps TLS listeners "+joinQuoted(l.overlapsTLS)+" on the same port: a client may reach a different listener than its SNI selected"))
 	}
 	st.Conditions = conds
 	return st
@@ -286,6 +296,8 @@ func (l *listenerState) notProgrammedWhy() string {
 		return "listener is not accepted: " + l.accepted.message()
 	case l.conflict != "":
 		return "listener conflicts with another listener: " + l.conflictMsg
+	case !l.gw.bindable():
+		return "the Gateway is not programmed: see its conditions"
 	case len(l.supportedKinds) == 0:
 		return "listener supports none of the route kinds it allows: " + l.resolvedRefs.message()
 	}

@@ -33,6 +33,7 @@ type tlsPolicyState struct {
 	resolved     problems // CA certificate problems
 	accepted     problems // validation problems other than references
 	tls          *ir.UpstreamTLS
+	validCAs     int
 	ancestors    map[resource.Key]*gatewayState
 	loaded       bool
 }
@@ -97,23 +98,6 @@ func (idx *backendTLSPolicies) recordUse(svc resource.Key, portName string, gws 
 	}
 }
 
-// upstreamTLS returns the TLS settings for a Service port, or nil without a policy.
-// A policy whose CA certificates cannot be used makes the backend unusable (the spec
-// forbids falling back to plain text).
-func (idx *backendTLSPolicies) upstreamTLS(snap *resource.Snapshot, svc resource.Key, portName string, gws []*gatewayState) (*ir.UpstreamTLS, *refError) {
-	p := idx.policyFor(svc, portName)
-	if p == nil {
-		return nil, nil
-	}
-	idx.recordUse(svc, portName, gws)
-	p.load(snap)
-	if p.tls == nil {
-		return nil, &refError{string(gwv1.RouteReasonBackendNotFound),
-			fmt.Sprintf("backend Service %s: BackendTLSPolicy %s/%s is invalid: %s", svc, p.obj.Namespace, p.obj.Name, p.invalidMessage())}
-	}
-	return p.tls, nil
-}
-
 func (p *tlsPolicyState) invalidMessage() string {
 	if !p.accepted.ok() {
 		return p.accepted.message()
@@ -154,6 +138,7 @@ func (p *tlsPolicyState) load(snap *resource.Snapshot) {
 		p.accepted.add(string(gwv1.PolicyReasonInvalid), "validation needs caCertificateRefs or wellKnownCACertificates")
 	}
 	var bundle string
+	p.validCAs = 0
 	for i, ref := range v.CACertificateRefs {
 		if ref.Group != "" || ref.Kind != "ConfigMap" {
 			p.resolved.add(string(gwv1.BackendTLSPolicyReasonInvalidKind), "caCertificateRefs[%d]: kind %s is not supported; use a ConfigMap", i, groupKind(string(ref.Group), string(ref.Kind)))
@@ -174,9 +159,12 @@ func (p *tlsPolicyState) load(snap *resource.Snapshot) {
 		if bundle[len(bundle)-1] != '\n' {
 			bundle += "\n"
 		}
+		p.validCAs++
 	}
 	out.CACertificates = bundle
-	if p.accepted.ok() && p.resolved.ok() {
+	// Some unusable CA references still leave a usable policy with the others (the
+	// policy reports ResolvedRefs=False); only when none is usable is it rejected.
+	if p.accepted.ok() && (out.SystemRoots || p.validCAs > 0) {
 		p.tls = out
 	}
 }
@@ -200,11 +188,12 @@ func (idx *backendTLSPolicies) policyStatuses(snap *resource.Snapshot, controlle
 			}
 			slices.Sort(older)
 			conds = append(conds, condition(string(gwv1.PolicyConditionAccepted), false, string(gwv1.PolicyReasonConflicted), gen,
-				fmt.Sprintf("an older BackendTLSPolicy (%s) already targets the same Service port", joinQuoted(slices.Compact(older)))))
+				fmt.Sprintf("BackendTLSPolicy %s targets the same Service port and takes precedence (older, or first by name)", joinQuoted(slices.Compact(older)))))
 		case !p.accepted.ok():
 			conds = append(conds, condition(string(gwv1.PolicyConditionAccepted), false, p.accepted.reason, gen, p.accepted.message()))
-		case !p.resolved.ok():
-			conds = append(conds, condition(string(gwv1.PolicyConditionAccepted), false, string(gwv1.BackendTLSPolicyReasonNoValidCACertificate), gen, p.resolved.message()))
+		case p.tls == nil:
+			conds = append(conds, condition(string(gwv1.PolicyConditionAccepted), false, string(gwv1.BackendTLSPolicyReasonNoValidCACertificate), gen,
+				"no CA certificate is usable: "+p.resolved.message()))
 		default:
 			conds = append(conds, condition(string(gwv1.PolicyConditionAccepted), true, string(gwv1.PolicyReasonAccepted), gen, "policy is accepted"))
 		}

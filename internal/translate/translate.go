@@ -19,6 +19,10 @@ const DefaultControllerName = "portico.dev/gateway-controller"
 type Options struct {
 	// ControllerName selects the GatewayClasses to serve; DefaultControllerName if empty.
 	ControllerName string
+	// AllowExternalNameServices lets routes use ExternalName Services. Off by default,
+	// as the Gateway API recommends: such a Service can point at any DNS name, including
+	// Services in namespaces no ReferenceGrant opened (CVE-2021-25740).
+	AllowExternalNameServices bool
 }
 
 // Translate computes the IR and status for snap with default options.
@@ -34,8 +38,7 @@ func TranslateWith(snap *resource.Snapshot, opts Options) (*ir.Config, *Status) 
 	t := newTranslator(snap, opts)
 	t.translateGatewayClasses()
 	t.translateGateways()
-	t.translateHTTPRoutes()
-	t.translateGRPCRoutes()
+	t.translateHTTPFamily()
 	t.translateL4Routes()
 	return t.buildConfig(), t.buildStatus()
 }
@@ -63,6 +66,7 @@ func newTranslator(snap *resource.Snapshot, opts Options) *translator {
 		gwByKey: map[resource.Key]*gatewayState{},
 	}
 	t.backends = newBackendResolver(snap, t.grants)
+	t.backends.allowExternalName = opts.AllowExternalNameServices
 	return t
 }
 

@@ -25,16 +25,19 @@ type routeEntry struct {
 // length; then method; then header count; then query parameter count; then the oldest
 // route, then namespace/name, then rule and match order.
 type precedence struct {
-	pathRank  int
-	pathLen   int
-	method    bool
-	headers   int
-	query     int
-	created   int64 // unix seconds of the route's creationTimestamp
-	namespace string
-	name      string
-	rule      int
-	match     int
+	pathRank int
+	pathLen  int
+	// grpcService and grpcMethod are the lengths of a GRPCRoute match's service and
+	// method, which rank gRPC matches instead of the path (zero for HTTPRoutes).
+	grpcService int
+	grpcMethod  int
+	method      bool
+	headers     int
+	query       int
+	created     int64  // unix seconds of the route's creationTimestamp
+	route       string // "namespace/name", compared as one string as the spec says
+	rule        int
+	match       int
 }
 
 func pathRank(t ir.PathMatchType) int {
@@ -51,12 +54,13 @@ func comparePrecedence(a, b precedence) int {
 	return cmp.Or(
 		cmp.Compare(a.pathRank, b.pathRank),
 		cmp.Compare(b.pathLen, a.pathLen),
+		cmp.Compare(b.grpcService, a.grpcService),
+		cmp.Compare(b.grpcMethod, a.grpcMethod),
 		cmpBoolFirst(a.method, b.method),
 		cmp.Compare(b.headers, a.headers),
 		cmp.Compare(b.query, a.query),
 		cmp.Compare(a.created, b.created),
-		cmp.Compare(a.namespace, b.namespace),
-		cmp.Compare(a.name, b.name),
+		cmp.Compare(a.route, b.route),
 		cmp.Compare(a.rule, b.rule),
 		cmp.Compare(a.match, b.match),
 	)
