@@ -39,6 +39,18 @@ func (p *problems) add(reason, format string, args ...any) {
 	}
 }
 
+// merge adds every problem of o.
+func (p *problems) merge(o *problems) {
+	if p.reason == "" {
+		p.reason = o.reason
+	}
+	for _, m := range o.messages {
+		if !slices.Contains(p.messages, m) {
+			p.messages = append(p.messages, m)
+		}
+	}
+}
+
 func (p *problems) ok() bool { return p.reason == "" }
 
 func (p *problems) message() string {

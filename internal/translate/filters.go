@@ -165,10 +165,8 @@ func pathModifier(p *gwv1.HTTPPathModifier, matches []ir.Match) (*ir.PathModifie
 		if p.ReplacePrefixMatch == nil {
 			return nil, errors.New("path.replacePrefixMatch is not set")
 		}
-		for _, m := range matches {
-			if m.Path.Type != ir.PathPrefix {
-				return nil, errors.New("path.replacePrefixMatch needs every match of the rule to be a PathPrefix match")
-			}
+		if len(matches) != 1 || matches[0].Path.Type != ir.PathPrefix {
+			return nil, errors.New("path.replacePrefixMatch needs the rule to have exactly one match, a PathPrefix match")
 		}
 		return &ir.PathModifier{Type: ir.PrefixPath, Value: *p.ReplacePrefixMatch}, nil
 	}

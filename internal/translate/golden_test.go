@@ -178,7 +178,7 @@ func expectations(input []byte) []string {
 //	expect-vhosts: LISTENER = HOST1,HOST2            (virtual hosts, in order)
 //	expect-cluster: NAME endpoints=ADDR:PORT,...     (or endpoints=none; protocol=P; tls=SNI)
 //	expect-absent: NAME                              (no route, listener or cluster has this name)
-//	expect-route: ROUTE field=value                  (redirect.statusCode, directResponse, backends, ...)
+//	expect-route: ROUTE field=value                  (fields: see checkRoute; values have no spaces)
 func checkExpectation(e string, cfg *ir.Config, st *Status) error {
 	kind, rest, _ := strings.Cut(e, ":")
 	fields := strings.Fields(rest)
@@ -499,7 +499,44 @@ func checkRoute(f []string, cfg *ir.Config) error {
 		case "retry":
 			got = "none"
 			if r.Retry != nil {
-				got = fmt.Sprintf("%d|%v|%s", r.Retry.Attempts, r.Retry.Codes, r.Retry.Backoff)
+				codes := make([]string, len(r.Retry.Codes))
+				for i, c := range r.Retry.Codes {
+					codes[i] = strconv.Itoa(c)
+				}
+				got = fmt.Sprintf("%d|%s|%s", r.Retry.Attempts, strings.Join(codes, ","), r.Retry.Backoff)
+			}
+		case "match":
+			m := r.Match
+			got = string(m.Path.Type) + ":" + m.Path.Value
+			for _, h := range m.Headers {
+				got += "|h:" + h.Name + "=" + string(h.Type) + ":" + h.Value
+			}
+			for _, q := range m.QueryParams {
+				got += "|q:" + q.Name + "=" + string(q.Type) + ":" + q.Value
+			}
+			if m.Method != "" {
+				got += "|m:" + m.Method
+			}
+		case "ruleName":
+			got = r.RuleName
+		case "requestHeaders", "responseHeaders":
+			hm := r.RequestHeaders
+			if k == "responseHeaders" {
+				hm = r.ResponseHeaders
+			}
+			got = "none"
+			if hm != nil {
+				var parts []string
+				for _, h := range hm.Set {
+					parts = append(parts, "set:"+h.Name+"="+h.Value)
+				}
+				for _, h := range hm.Add {
+					parts = append(parts, "add:"+h.Name+"="+h.Value)
+				}
+				for _, h := range hm.Remove {
+					parts = append(parts, "remove:"+h)
+				}
+				got = strings.Join(parts, ",")
 			}
 		case "cors":
 			got = "none"

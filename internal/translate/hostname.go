@@ -1,8 +1,32 @@
 package translate
 
 import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
 	"strings"
 )
+
+// dnsLabels is a lower-case RFC 1123 DNS name, optionally behind a "*." wildcard label.
+var dnsLabels = regexp.MustCompile(`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+
+// validateHostname applies the API's rules for listener and route hostnames.
+func validateHostname(h string) error {
+	if h == "" {
+		return errors.New("must not be empty")
+	}
+	if len(h) > 253 {
+		return fmt.Errorf("%q is longer than 253 characters", h)
+	}
+	if _, err := netip.ParseAddr(h); err == nil {
+		return fmt.Errorf("%q is an IP address; use a DNS name", h)
+	}
+	if !dnsLabels.MatchString(h) {
+		return fmt.Errorf("%q is not a lower-case DNS name (a leading \"*.\" wildcard label is allowed)", h)
+	}
+	return nil
+}
 
 // wildcardMatches reports whether the pattern "*.suffix" covers host (which may itself
 // be a wildcard): the wildcard stands for one or more whole labels.

@@ -31,11 +31,15 @@ func (t *translator) translateHTTPRoute(r *gwv1.HTTPRoute) {
 	var resolved, invalid problems
 	var entries []routeEntry
 	for i := range rules {
-		es, err := t.httpRule(r, i, &rules[i], use, &resolved)
+		// A rule that turns out invalid is dropped whole: its references must not
+		// count towards ResolvedRefs, so they are collected per rule.
+		var ruleRefs problems
+		es, err := t.httpRule(r, i, &rules[i], use, &ruleRefs)
 		if err != nil {
 			invalid.add(ruleErrorReason(err), "rule %s: %v", ruleLabel(i, rules[i].Name), err)
 			continue
 		}
+		resolved.merge(&ruleRefs)
 		entries = append(entries, es...)
 	}
 	programHTTPRoute(info, parents, entries, &invalid, len(rules))

@@ -67,6 +67,19 @@ func (t *translator) newListener(g *gatewayState, spec *gwv1.Listener) *listener
 		l.spec = spec.DeepCopy()
 		l.spec.Hostname = nil
 	}
+	if spec.Port < 1 || spec.Port > 65535 {
+		l.accepted.add(string(gwv1.ListenerReasonUnsupportedValue), "port %d is outside 1-65535", spec.Port)
+	}
+	if spec.Hostname != nil {
+		if err := validateHostname(string(*spec.Hostname)); err != nil {
+			l.accepted.add(string(gwv1.ListenerReasonUnsupportedValue), "hostname: %v", err)
+		}
+	}
+	for _, other := range g.listeners {
+		if other.spec.Name == spec.Name {
+			l.accepted.add(string(gwv1.ListenerReasonUnsupportedValue), "another listener is already named %q; names must be unique", spec.Name)
+		}
+	}
 	l.validateKinds()
 	l.allowed = t.routeNamespacesFor(g, spec)
 	if l.allowed.err != nil {

@@ -52,6 +52,13 @@ func hostnameStrings(hs []gwv1.Hostname) []string {
 // with its Accepted condition set.
 func (t *translator) attach(r routeInfo) []*parentResult {
 	var results []*parentResult
+	var badHostname error
+	for i, h := range r.hostnames {
+		if err := validateHostname(h); err != nil {
+			badHostname = fmt.Errorf("hostnames[%d]: %w", i, err)
+			break
+		}
+	}
 	for _, ref := range r.parentRefs {
 		group, kind := gatewayGroup, "Gateway"
 		if ref.Group != nil {
@@ -82,7 +89,12 @@ func (t *translator) attach(r routeInfo) []*parentResult {
 			ParentRef:      shown,
 			ControllerName: gwv1.GatewayController(t.opts.ControllerName),
 		}}
-		t.attachToGateway(r, gw, ref, res)
+		if badHostname != nil {
+			res.status.Conditions = append(res.status.Conditions, condition(string(gwv1.RouteConditionAccepted), false,
+				string(gwv1.RouteReasonUnsupportedValue), r.meta.Generation, badHostname.Error()))
+		} else {
+			t.attachToGateway(r, gw, ref, res)
+		}
 		results = append(results, res)
 	}
 	return results
@@ -101,18 +113,23 @@ func (t *translator) attachToGateway(r routeInfo, gw *gatewayState, ref gwv1.Par
 		candidates = append(candidates, l)
 	}
 	if len(candidates) == 0 {
-		what := "any listener"
+		what := "no listeners"
 		switch {
 		case ref.SectionName != nil && ref.Port != nil:
-			what = fmt.Sprintf("a listener named %q on port %d", *ref.SectionName, *ref.Port)
+			what = fmt.Sprintf("no listener named %q on port %d", *ref.SectionName, *ref.Port)
+			for _, l := range gw.listeners {
+				if l.spec.Name == *ref.SectionName {
+					what += fmt.Sprintf(" (listener %q is on port %d)", l.spec.Name, l.spec.Port)
+				}
+			}
 		case ref.SectionName != nil:
-			what = fmt.Sprintf("a listener named %q", *ref.SectionName)
+			what = fmt.Sprintf("no listener named %q", *ref.SectionName)
 		case ref.Port != nil:
-			what = fmt.Sprintf("a listener on port %d", *ref.Port)
+			what = fmt.Sprintf("no listener on port %d", *ref.Port)
 		}
 		res.status.Conditions = append(res.status.Conditions, condition(string(gwv1.RouteConditionAccepted), false,
 			string(gwv1.RouteReasonNoMatchingParent), gen,
-			fmt.Sprintf("Gateway %s/%s has no %s", gw.obj.Namespace, gw.obj.Name, what)))
+			fmt.Sprintf("Gateway %s/%s has %s", gw.obj.Namespace, gw.obj.Name, what)))
 		return
 	}
 	var notAllowed, noHost problems
