@@ -259,7 +259,7 @@ func validatePath(p string) error {
 		}
 	}
 	if strings.HasSuffix(p, "/..") || strings.HasSuffix(p, "/.") {
-		return fmt.Errorf("path %q must not end with /. or /..", p)
+		return fmt.Errorf("path %q must not end with %q or %q", p, "/.", "/..")
 	}
 	if !validPathChars.MatchString(p) {
 		return fmt.Errorf("path %q has characters that are not allowed in a URL path", p)

@@ -1,0 +1,19 @@
+CONTROLLER_GEN ?= go run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
+
+.PHONY: test lint fmt generate
+
+# Everything CI runs.
+test:
+	scripts/test.sh
+
+# gofmt check, go vet, staticcheck.
+lint:
+	scripts/test.sh lint
+
+fmt:
+	go fmt ./...
+
+# DeepCopy methods and CRD YAML for api/ (Portico's own kinds).
+generate:
+	$(CONTROLLER_GEN) object paths=./api/...
+	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/portico

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The project's one test command: formatting, vet, staticcheck, and every test with the
+# race detector. Works on a fresh Debian machine with only Go installed (plus gcc for
+# -race); tools come from the Go module proxy into ./bin.
+#
+#   scripts/test.sh          everything
+#   scripts/test.sh lint     gofmt, go vet, staticcheck only
+#   scripts/test.sh test     go test only
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+# staticcheck v0.8.2 is the newest release and the first line built for Go 1.26
+# (its go.mod says go 1.26.0, golang.org/x/tools v0.51.0); older releases build but
+# carry an x/tools that predates Go 1.26.
+STATICCHECK_VERSION=v0.8.2
+
+section() {
+	printf '\n==> %s\n' "$*"
+}
+
+die() {
+	printf 'FAIL: %s\n' "$*" >&2
+	exit 1
+}
+
+# apt_install installs the named Debian packages that are not installed yet, running
+# apt-get update at most once per run. For later sections (etcd, nginx, ...).
+APT_UPDATED=0
+apt_install() {
+	local missing=() pkg sudo=""
+	for pkg in "$@"; do
+		if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+			missing+=("$pkg")
+		fi
+	done
+	if ((${#missing[@]} == 0)); then
+		return 0
+	fi
+	if ((EUID != 0)); then
+		sudo=sudo
+	fi
+	if ((APT_UPDATED == 0)); then
+		$sudo apt-get update -qq
+		APT_UPDATED=1
+	fi
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# go_files lists the Go files gofmt must accept: everything but tool output, caches and
+# testdata (which go build ignores too).
+go_files() {
+	find . \( -path ./bin -o -path ./.cache -o -path ./.git -o -path ./test/kube/.bin \
+		-o -name testdata -o -name vendor \) -prune -o -type f -name '*.go' -print
+}
+
+install_tools() {
+	section "tools"
+	local have=""
+	if [[ -x bin/staticcheck ]]; then
+		have=$(go version -m bin/staticcheck | awk '$1 == "mod" && $2 == "honnef.co/go/tools" {print $3}')
+	fi
+	if [[ $have == "$STATICCHECK_VERSION" ]]; then
+		echo "staticcheck $STATICCHECK_VERSION already in ./bin"
+	else
+		echo "installing staticcheck $STATICCHECK_VERSION into ./bin"
+		GOBIN=$ROOT/bin go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+	fi
+}
+
+check_gofmt() {
+	section "gofmt"
+	local unformatted
+	unformatted=$(go_files | xargs -r gofmt -l)
+	if [[ -n $unformatted ]]; then
+		printf '%s\n' "$unformatted" >&2
+		die "files above are not gofmt-formatted (run: make fmt)"
+	fi
+	echo "ok"
+}
+
+run_vet() {
+	section "go vet"
+	go vet ./...
+	echo "ok"
+}
+
+run_staticcheck() {
+	section "staticcheck $STATICCHECK_VERSION"
+	./bin/staticcheck ./...
+	echo "ok"
+}
+
+run_tests() {
+	section "go test -race"
+	# The race detector needs cgo, and cgo needs a C compiler.
+	if [[ $(go env CGO_ENABLED) != 1 ]] || ! command -v "$(go env CC)" >/dev/null; then
+		die "go test -race needs cgo and a C compiler (apt-get install gcc)"
+	fi
+	go test -race -count=1 -timeout 30m ./...
+}
+
+# Later sections go here, each as a function called below:
+#   - Kubernetes tests (test/kube): apt_install etcd-server ..., then go test ./test/kube/...
+#   - benchmarks against other proxies (bench/): apt_install nginx haproxy ...
+
+lint() {
+	install_tools
+	check_gofmt
+	run_vet
+	run_staticcheck
+}
+
+main() {
+	section "$(go version)"
+	case "${1:-all}" in
+	all)
+		lint
+		run_tests
+		;;
+	lint) lint ;;
+	test) run_tests ;;
+	*) die "usage: $0 [all|lint|test]" ;;
+	esac
+	section "all passed"
+}
+
+main "$@"
