@@ -249,19 +249,26 @@ func cleanJSONError(err error) string {
 // lexical order, skipping hidden files and directories), into a new Snapshot.
 // The same object defined twice is an error naming both places.
 func LoadPath(path string) (*Snapshot, error) {
-	files, err := inputFiles(path)
-	if err != nil {
-		return nil, err
-	}
+	return LoadPaths(path)
+}
+
+// LoadPaths is LoadPath over several files or directories, into one Snapshot.
+func LoadPaths(paths ...string) (*Snapshot, error) {
 	snap := NewSnapshot()
 	seen := map[string]place{}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
+	for _, path := range paths {
+		files, err := inputFiles(path)
 		if err != nil {
-			return nil, &LoadError{File: f, Err: err}
-		}
-		if err := addDocuments(snap, f, data, seen); err != nil {
 			return nil, err
+		}
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return nil, &LoadError{File: f, Err: err}
+			}
+			if err := addDocuments(snap, f, data, seen); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return snap, nil
