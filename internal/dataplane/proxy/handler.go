@@ -1,0 +1,210 @@
+package proxy
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/portico-gw/portico/internal/dataplane/router"
+	"github.com/portico-gw/portico/internal/dataplane/upstream"
+)
+
+// Table is the routing of one port.
+type Table = router.Table[*Action]
+
+// Handler serves one port. Its table is swapped atomically by Store; a request uses
+// the table it started with until it finishes.
+type Handler struct {
+	table    atomic.Pointer[Table]
+	port     uint32
+	tls      bool
+	proxy    *httputil.ReverseProxy
+	log      *slog.Logger
+	conns    *ConnTracker
+	mirrorsN chan struct{} // bounds concurrent mirror requests
+}
+
+// NewHandler returns a handler for a port; tls says whether the port terminates TLS.
+// Hijacked connections (WebSockets) are registered with conns so drain can wait for them.
+func NewHandler(port uint32, isTLS bool, conns *ConnTracker, log *slog.Logger) *Handler {
+	h := &Handler{port: port, tls: isTLS, log: log, conns: conns, mirrorsN: make(chan struct{}, 256)}
+	h.proxy = &httputil.ReverseProxy{
+		Rewrite:      h.rewrite,
+		Transport:    &dispatcher{},
+		BufferPool:   bufferPool{},
+		ErrorHandler: h.proxyError,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return h
+}
+
+// Store makes t the table for new requests.
+func (h *Handler) Store(t *Table) { h.table.Store(t) }
+
+// Table returns the current table.
+func (h *Handler) Table() *Table { return h.table.Load() }
+
+type stateKey struct{}
+
+// reqState is what the proxy's hooks need to know about the request being forwarded.
+type reqState struct {
+	action    *Action
+	backend   *backend
+	requestID string
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	t := h.table.Load()
+	if t == nil {
+		http.Error(w, "gateway not configured", http.StatusServiceUnavailable)
+		return
+	}
+	host := router.NormalizeHost(r.Host)
+	l := t.Listener(host)
+	if l == nil {
+		notFound(w)
+		return
+	}
+	if r.TLS != nil && r.TLS.ServerName != "" {
+		// The TLS handshake chose a listener (and certificate) by SNI; a Host that maps to
+		// another listener must not be served on this connection.
+		if sni := t.Listener(router.NormalizeHost(r.TLS.ServerName)); sni != l {
+			http.Error(w, "misdirected request", http.StatusMisdirectedRequest)
+			return
+		}
+	}
+	rt := l.Route(host, r)
+	if rt == nil {
+		notFound(w)
+		return
+	}
+	a := rt.Action
+	requestID := r.Header.Get("X-Request-Id")
+	if requestID == "" {
+		requestID = newRequestID()
+		r.Header["X-Request-Id"] = []string{requestID}
+	}
+
+	if a.cors != nil && isPreflight(r) {
+		a.cors.Preflight(w, r)
+		return
+	}
+	if a.redirect != nil {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		loc := a.redirect.Location(r, scheme, h.port)
+		w.Header().Set("Location", loc)
+		a.respHeaders.Apply(w.Header())
+		w.WriteHeader(a.redirect.StatusCode())
+		return
+	}
+	if a.direct != nil {
+		a.respHeaders.Apply(w.Header())
+		http.Error(w, a.direct.Body, a.direct.StatusCode)
+		return
+	}
+	b := a.pickBackend()
+	switch {
+	case b == nil:
+		http.Error(w, "no backend", http.StatusInternalServerError)
+		return
+	case b.cluster == nil:
+		http.Error(w, "invalid backend: "+b.invalid, http.StatusInternalServerError)
+		return
+	case b.cluster.Invalid != "":
+		http.Error(w, "backend unavailable: "+b.cluster.Invalid, http.StatusInternalServerError)
+		return
+	}
+
+	ctx := r.Context()
+	if a.requestTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, a.requestTimeout)
+		defer cancel()
+	}
+	st := &reqState{action: a, backend: b, requestID: requestID}
+	ctx = context.WithValue(ctx, stateKey{}, st)
+	r = r.WithContext(ctx)
+	if len(a.mirrors) > 0 {
+		r = h.mirror(r, a)
+	}
+	rw := &responseWriter{ResponseWriter: w, req: r, action: a, backend: b, conns: h.conns}
+	h.proxy.ServeHTTP(rw, r)
+}
+
+func notFound(w http.ResponseWriter) {
+	http.Error(w, "no route", http.StatusNotFound)
+}
+
+func isPreflight(r *http.Request) bool {
+	return r.Method == http.MethodOptions && r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != ""
+}
+
+// rewrite prepares the outbound request (the endpoint is chosen per attempt by the
+// dispatcher).
+func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
+	st := pr.In.Context().Value(stateKey{}).(*reqState)
+	c := st.backend.cluster
+	pr.Out.URL.Scheme = c.Scheme
+	pr.Out.URL.Host = "upstream" // replaced by the dispatcher with an endpoint
+	pr.SetXForwarded()
+	st.action.rewrite.Apply(pr.In, pr.Out)
+	st.action.reqHeaders.Apply(pr.Out.Header)
+	st.backend.reqHeaders.Apply(pr.Out.Header)
+	pr.Out.Header["X-Request-Id"] = []string{st.requestID}
+}
+
+// proxyError answers a failed forward: 504 for timeouts, 503 when no endpoint could be
+// reached, 502 for anything else the upstream got wrong.
+func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(r.Context().Err(), context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		// The client went away; there is nobody to answer.
+		return
+	}
+	code := http.StatusBadGateway
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errBackendTimeout):
+		code = http.StatusGatewayTimeout
+	case errors.Is(err, upstream.ErrNoEndpoints), isConnectError(err):
+		code = http.StatusServiceUnavailable
+	}
+	h.log.Debug("upstream error", "status", code, "error", err, "path", r.URL.Path)
+	http.Error(w, http.StatusText(code), code)
+}
+
+func isConnectError(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// newRequestID returns 32 random hex digits.
+func newRequestID() string {
+	var b [16]byte
+	x, y := rand.Uint64(), rand.Uint64()
+	for i := range 8 {
+		b[i] = byte(x >> (8 * i))
+		b[8+i] = byte(y >> (8 * i))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// bufferPool lends 32 KiB copy buffers to the reverse proxy.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }

@@ -1,0 +1,324 @@
+// Package dataplane serves an ir.Config: it binds the Gateways' ports, compiles routing
+// tables and upstream pools, and swaps new configs in atomically. It knows only the IR.
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/portico-gw/portico/internal/dataplane/proxy"
+	"github.com/portico-gw/portico/internal/dataplane/router"
+	"github.com/portico-gw/portico/internal/dataplane/upstream"
+	"github.com/portico-gw/portico/internal/ir"
+)
+
+// Options tune the data plane. Zero values take the defaults noted.
+type Options struct {
+	// DefaultAddress is bound by Gateways that list no address (default 0.0.0.0).
+	DefaultAddress string
+	// ReadHeaderTimeout bounds reading request headers, against slowloris (default 10s).
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes idle keep-alive connections (default 120s).
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds request headers (default 64 KiB).
+	MaxHeaderBytes int
+	// MaxConcurrentStreams bounds HTTP/2 streams per connection (default 250).
+	MaxConcurrentStreams int
+	// DrainTimeout bounds how long a removed port serves in-flight requests (default 30s).
+	DrainTimeout time.Duration
+	Upstream     upstream.Options
+	Logger       *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.DefaultAddress == "" {
+		o.DefaultAddress = "0.0.0.0"
+	}
+	if o.ReadHeaderTimeout == 0 {
+		o.ReadHeaderTimeout = 10 * time.Second
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 120 * time.Second
+	}
+	if o.MaxHeaderBytes == 0 {
+		o.MaxHeaderBytes = 64 << 10
+	}
+	if o.MaxConcurrentStreams == 0 {
+		o.MaxConcurrentStreams = 250
+	}
+	if o.DrainTimeout == 0 {
+		o.DrainTimeout = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Server is the data plane. Apply and Shutdown may be called from any goroutine.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+
+	mu       sync.Mutex // serialises Apply and Shutdown; never taken by requests
+	sockets  map[socketKey]*socket
+	clusters upstream.Set
+	conns    *proxy.ConnTracker
+	closed   bool
+	draining sync.WaitGroup // removed sockets still finishing requests
+}
+
+// New returns a Server with nothing bound.
+func New(opts Options) *Server {
+	opts.defaults()
+	return &Server{opts: opts, log: opts.Logger, sockets: map[socketKey]*socket{}, conns: proxy.NewConnTracker()}
+}
+
+// socketKey identifies a bound socket: it survives an Apply when its key does.
+type socketKey struct {
+	address string
+	port    uint32
+	tls     bool
+}
+
+func (k socketKey) String() string {
+	return net.JoinHostPort(k.address, strconv.Itoa(int(k.port)))
+}
+
+// socket is one bound port and the HTTP server on it.
+type socket struct {
+	key     socketKey
+	gateway string
+	ln      net.Listener
+	srv     *http.Server
+	handler *proxy.Handler
+	certs   *certStore // TLS ports only
+	served  chan struct{}
+}
+
+// compiledPort is a port's new routing, ready to be stored in its socket.
+type compiledPort struct {
+	gateway string
+	table   *proxy.Table
+	certs   *certTable
+}
+
+// Apply compiles cfg and swaps it in. Sockets whose address, port and kind are
+// unchanged keep serving (with their open connections) on the new tables; new ports are
+// bound; removed ports drain. If anything fails to compile or bind, nothing changes and
+// the previous config keeps serving.
+func (s *Server) Apply(cfg *ir.Config) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("data plane is shut down")
+	}
+	clusters, unused, err := upstream.Build(cfg.Clusters, s.clusters, s.opts.Upstream)
+	if err != nil {
+		return err
+	}
+	ports, err := s.compile(cfg, clusters)
+	if err != nil {
+		return err
+	}
+
+	// Bind what is new before touching anything live.
+	fresh := map[socketKey]*socket{}
+	for key, cp := range ports {
+		if _, ok := s.sockets[key]; ok {
+			continue
+		}
+		sock, err := s.bind(key, cp.gateway)
+		if err != nil {
+			for _, f := range fresh {
+				f.ln.Close()
+			}
+			return err
+		}
+		fresh[key] = sock
+	}
+
+	// Swap: every socket gets its new table at once (each is one atomic store).
+	for key, cp := range ports {
+		sock := s.sockets[key]
+		if sock == nil {
+			sock = fresh[key]
+		}
+		sock.handler.Store(cp.table)
+		if sock.certs != nil {
+			sock.certs.store(cp.certs)
+		}
+	}
+	for key, sock := range fresh {
+		s.sockets[key] = sock
+		s.serve(sock)
+	}
+	for key, sock := range s.sockets {
+		if _, keep := ports[key]; !keep {
+			delete(s.sockets, key)
+			s.drain(sock)
+		}
+	}
+	s.clusters = clusters
+	for _, t := range unused {
+		t.CloseIdleConnections() // in-flight requests finish; idle pooled connections go
+	}
+	return nil
+}
+
+// compile builds every port's routing table.
+func (s *Server) compile(cfg *ir.Config, clusters upstream.Set) (map[socketKey]*compiledPort, error) {
+	out := map[socketKey]*compiledPort{}
+	for gi := range cfg.Gateways {
+		g := &cfg.Gateways[gi]
+		addrs := g.Addresses
+		if len(addrs) == 0 {
+			addrs = []string{s.opts.DefaultAddress}
+		}
+		for pi := range g.Ports {
+			p := &g.Ports[pi]
+			var isTLS bool
+			switch p.Protocol {
+			case ir.ProtocolHTTP:
+			case ir.ProtocolTLS:
+				isTLS = true
+			default:
+				s.log.Warn("port protocol not served by this data plane yet; skipped", "gateway", g.Name, "port", p.Number, "protocol", p.Protocol)
+				continue
+			}
+			table, err := router.Compile(p.Listeners, func(_ *ir.Listener, r *ir.Route) (*proxy.Action, error) {
+				return proxy.Compile(r, clusters)
+			})
+			if err != nil {
+				return nil, fmt.Errorf("gateway %s port %d: %w", g.Name, p.Number, err)
+			}
+			cp := &compiledPort{gateway: g.Name, table: table}
+			if isTLS {
+				if cp.certs, err = compileCerts(p.Listeners); err != nil {
+					return nil, fmt.Errorf("gateway %s port %d: %w", g.Name, p.Number, err)
+				}
+			}
+			for _, a := range addrs {
+				key := socketKey{address: a, port: p.Number, tls: isTLS}
+				if prev, dup := out[key]; dup {
+					return nil, fmt.Errorf("gateways %s and %s both bind %s", prev.gateway, g.Name, key)
+				}
+				out[key] = cp
+			}
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) bind(key socketKey, gateway string) (*socket, error) {
+	ln, err := net.Listen("tcp", key.String())
+	if err != nil {
+		return nil, fmt.Errorf("gateway %s: bind %s: %w", gateway, key, err)
+	}
+	sock := &socket{key: key, gateway: gateway, ln: ln, served: make(chan struct{})}
+	sock.handler = proxy.NewHandler(key.port, key.tls, s.conns, s.log.With("gateway", gateway, "address", key.String()))
+	sock.srv = &http.Server{
+		Handler:           sock.handler,
+		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
+		IdleTimeout:       s.opts.IdleTimeout,
+		MaxHeaderBytes:    s.opts.MaxHeaderBytes,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: s.opts.MaxConcurrentStreams},
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	if key.tls {
+		protocols.SetHTTP2(true)
+		sock.certs = &certStore{}
+		sock.ln = newTLSListener(ln, sock.certs)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
+	sock.srv.Protocols = protocols
+	return sock, nil
+}
+
+func (s *Server) serve(sock *socket) {
+	go func() {
+		defer close(sock.served)
+		if err := sock.srv.Serve(sock.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("listener stopped", "address", sock.key.String(), "error", err)
+		}
+	}()
+}
+
+// drain stops a removed socket gracefully in the background.
+func (s *Server) drain(sock *socket) {
+	s.draining.Add(1)
+	go func() {
+		defer s.draining.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.DrainTimeout)
+		defer cancel()
+		if err := sock.srv.Shutdown(ctx); err != nil {
+			sock.srv.Close()
+		}
+		<-sock.served
+	}()
+}
+
+// Addresses lists the bound sockets ("host:port"), for logs and tests.
+func (s *Server) Addresses() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.sockets))
+	for _, sock := range s.sockets {
+		out = append(out, sock.ln.Addr().String())
+	}
+	return out
+}
+
+// Shutdown stops accepting connections and waits, until ctx is done, for in-flight
+// requests and hijacked connections (WebSockets) to finish; idle keep-alive connections
+// are closed (HTTP/2 clients get a GOAWAY). When ctx ends first, whatever is still open
+// is closed and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	socks := make([]*socket, 0, len(s.sockets))
+	for _, sock := range s.sockets {
+		socks = append(socks, sock)
+	}
+	s.sockets = map[socketKey]*socket{}
+	s.mu.Unlock()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, len(socks))
+	for _, sock := range socks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := sock.srv.Shutdown(ctx); err != nil {
+				sock.srv.Close()
+				errs <- err
+			}
+			<-sock.served
+		}()
+	}
+	wg.Wait()
+	clean := s.conns.Wait(ctx.Done())
+	s.draining.Wait()
+	for _, c := range s.clusters {
+		if c.Transport != nil {
+			c.Transport.CloseIdleConnections()
+		}
+	}
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	if !clean {
+		return ctx.Err()
+	}
+	return nil
+}

@@ -1,0 +1,126 @@
+package dataplane
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
+
+	"github.com/portico-gw/portico/internal/ir"
+)
+
+// certTable holds the certificates of one TLS port, chosen by SNI: first the listener
+// (exact hostname, then the longest wildcard, then the listener without a hostname),
+// then among its certificates the one valid for the name, else its first.
+type certTable struct {
+	exact    map[string]*tlsListener
+	wildcard []*tlsListener // longest suffix first
+	any      *tlsListener
+}
+
+type tlsListener struct {
+	hostname string
+	mode     ir.TLSMode
+	certs    []*tls.Certificate
+}
+
+func compileCerts(listeners []ir.Listener) (*certTable, error) {
+	t := &certTable{exact: map[string]*tlsListener{}}
+	for i := range listeners {
+		l := &listeners[i]
+		if l.TLS == nil {
+			return nil, fmt.Errorf("listener %s: no TLS settings on a TLS port", l.Name)
+		}
+		tl := &tlsListener{hostname: strings.ToLower(l.Hostname), mode: l.TLS.Mode}
+		for _, c := range l.TLS.Certificates {
+			pair, err := tls.X509KeyPair([]byte(c.CertPEM), []byte(c.KeyPEM))
+			if err != nil {
+				return nil, fmt.Errorf("listener %s certificate %s: %w", l.Name, c.Name, err)
+			}
+			if pair.Leaf == nil {
+				if pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
+					return nil, fmt.Errorf("listener %s certificate %s: %w", l.Name, c.Name, err)
+				}
+			}
+			tl.certs = append(tl.certs, &pair)
+		}
+		if tl.mode == ir.TLSTerminate && len(tl.certs) == 0 {
+			return nil, fmt.Errorf("listener %s: TLS termination without a certificate", l.Name)
+		}
+		switch {
+		case tl.hostname == "":
+			if t.any == nil {
+				t.any = tl
+			}
+		case strings.HasPrefix(tl.hostname, "*."):
+			t.wildcard = append(t.wildcard, tl)
+		default:
+			t.exact[tl.hostname] = tl
+		}
+	}
+	for i := 1; i < len(t.wildcard); i++ {
+		for j := i; j > 0 && len(t.wildcard[j].hostname) > len(t.wildcard[j-1].hostname); j-- {
+			t.wildcard[j], t.wildcard[j-1] = t.wildcard[j-1], t.wildcard[j]
+		}
+	}
+	return t, nil
+}
+
+func (t *certTable) listener(sni string) *tlsListener {
+	sni = strings.ToLower(strings.TrimSuffix(sni, "."))
+	if sni != "" {
+		if l, ok := t.exact[sni]; ok {
+			return l
+		}
+		for _, l := range t.wildcard {
+			if suffix := l.hostname[1:]; len(sni) > len(suffix) && strings.HasSuffix(sni, suffix) {
+				return l
+			}
+		}
+	}
+	return t.any
+}
+
+func (l *tlsListener) certificate(sni string) *tls.Certificate {
+	if sni != "" {
+		for _, c := range l.certs {
+			if c.Leaf.VerifyHostname(sni) == nil {
+				return c
+			}
+		}
+	}
+	return l.certs[0]
+}
+
+// certStore is a TLS socket's current certTable, swapped by Apply.
+type certStore struct {
+	p atomic.Pointer[certTable]
+}
+
+func (s *certStore) store(t *certTable) { s.p.Store(t) }
+
+var errNoListener = errors.New("tls: no listener for this server name")
+
+// newTLSListener terminates TLS with the certificate chosen by SNI from the current
+// table; ALPN offers h2 and http/1.1.
+func newTLSListener(ln net.Listener, certs *certStore) net.Listener {
+	cfg := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"h2", "http/1.1"},
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			t := certs.p.Load()
+			if t == nil {
+				return nil, errNoListener
+			}
+			l := t.listener(hello.ServerName)
+			if l == nil || l.mode != ir.TLSTerminate {
+				return nil, errNoListener
+			}
+			return l.certificate(hello.ServerName), nil
+		},
+	}
+	return tls.NewListener(ln, cfg)
+}
