@@ -1,0 +1,130 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/portico-gw/portico/internal/admin"
+)
+
+func newStatusCommand() *cobra.Command {
+	var adminAddress string
+	cmd := &cobra.Command{
+		Use:   "status [--admin-address ADDR]",
+		Short: "Show a running Portico's Gateways, listeners and routes with their conditions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			client := &http.Client{Timeout: 5 * time.Second}
+			resp, err := client.Get("http://" + adminAddress + "/status")
+			if err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("asking the admin API at %s: %w", adminAddress, err)}
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+				return &exitError{code: 2, err: fmt.Errorf("admin API answered %s: %s", resp.Status, strings.TrimSpace(string(body)))}
+			}
+			var doc admin.StatusDocument
+			if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("reading the admin API's answer: %w", err)}
+			}
+			problems := printStatus(cmd.OutOrStdout(), &doc)
+			if problems {
+				return &exitError{code: 1}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&adminAddress, "admin-address", "127.0.0.1:19000", "address of the running Portico's admin API")
+	return cmd
+}
+
+// printStatus renders the status document as tables and reports whether anything is
+// wrong (an error, or a False Accepted/ResolvedRefs/Programmed condition).
+func printStatus(w io.Writer, doc *admin.StatusDocument) bool {
+	bad := false
+	switch {
+	case doc.Ready && doc.AppliedAt != nil:
+		fmt.Fprintf(w, "Config applied at %s\n", doc.AppliedAt.Format(time.RFC3339))
+	default:
+		fmt.Fprintln(w, "No config applied yet")
+		bad = true
+	}
+	for _, e := range doc.Errors {
+		bad = true
+		fmt.Fprintf(w, "ERROR (%s, %s): %s\n", e.Stage, e.Time.Format(time.RFC3339), e.Message)
+	}
+	st := doc.Status
+	if st == nil {
+		return bad
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GATEWAY\tLISTENER\tACCEPTED\tPROGRAMMED\tRESOLVED\tROUTES\tDETAILS")
+	for _, g := range st.Gateways {
+		name := g.Namespace + "/" + g.Name
+		acc, prog, res, detail := summarize(g.Status.Conditions)
+		bad = bad || acc == "False" || prog == "False"
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, "-", acc, prog, res, "-", detail)
+		for _, l := range g.Status.Listeners {
+			acc, prog, res, detail := summarize(l.Conditions)
+			bad = bad || acc == "False" || prog == "False" || res == "False"
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, l.Name, acc, prog, res, l.AttachedRoutes, detail)
+		}
+	}
+	tw.Flush()
+	if len(st.Routes) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ROUTE\tPARENT\tACCEPTED\tRESOLVED\tDETAILS")
+		for _, r := range st.Routes {
+			for _, p := range r.Status.Parents {
+				parent := string(p.ParentRef.Name)
+				if p.ParentRef.Namespace != nil {
+					parent = string(*p.ParentRef.Namespace) + "/" + parent
+				}
+				if p.ParentRef.SectionName != nil {
+					parent += "/" + string(*p.ParentRef.SectionName)
+				}
+				acc, _, res, detail := summarize(p.Conditions)
+				bad = bad || acc == "False" || res == "False"
+				fmt.Fprintf(tw, "%s %s/%s\t%s\t%s\t%s\t%s\n", r.Kind, r.Namespace, r.Name, parent, acc, res, detail)
+			}
+		}
+		tw.Flush()
+	}
+	return bad
+}
+
+// summarize returns the Accepted, Programmed and ResolvedRefs statuses and, for each
+// condition that is not as it should be, "Type: Reason: message".
+func summarize(conds []metav1.Condition) (accepted, programmed, resolved, detail string) {
+	accepted, programmed, resolved = "-", "-", "-"
+	var details []string
+	for _, c := range conds {
+		switch c.Type {
+		case "Accepted":
+			accepted = string(c.Status)
+		case "Programmed":
+			programmed = string(c.Status)
+		case "ResolvedRefs":
+			resolved = string(c.Status)
+		}
+		wrong := c.Status == metav1.ConditionFalse
+		if c.Type == "Conflicted" || c.Type == "OverlappingTLSConfig" || c.Type == "PartiallyInvalid" {
+			wrong = c.Status == metav1.ConditionTrue
+		}
+		if wrong {
+			details = append(details, fmt.Sprintf("%s: %s: %s", c.Type, c.Reason, c.Message))
+		}
+	}
+	return accepted, programmed, resolved, strings.Join(details, "; ")
+}

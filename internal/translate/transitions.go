@@ -1,0 +1,71 @@
+package translate
+
+import (
+	"strconv"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+)
+
+// StampTransitions fills every condition's LastTransitionTime: a condition whose
+// status is the same as in prev (same object, same place, same type) keeps prev's
+// time, any other gets now. The translator itself has no clock; whoever publishes
+// status calls this with the previously published status.
+func (s *Status) StampTransitions(prev *Status, now metav1.Time) {
+	old := map[string]metav1.Condition{}
+	if prev != nil {
+		prev.eachConditions(func(where string, conds []metav1.Condition) {
+			for _, c := range conds {
+				old[where+"|"+c.Type] = c
+			}
+		})
+	}
+	s.eachConditions(func(where string, conds []metav1.Condition) {
+		for i := range conds {
+			c := &conds[i]
+			if o, ok := old[where+"|"+c.Type]; ok && o.Status == c.Status && !o.LastTransitionTime.IsZero() {
+				c.LastTransitionTime = o.LastTransitionTime
+			} else {
+				c.LastTransitionTime = now
+			}
+		}
+	})
+}
+
+// eachConditions calls fn with every condition list and a key naming where it lives.
+func (s *Status) eachConditions(fn func(where string, conds []metav1.Condition)) {
+	for _, c := range s.GatewayClasses {
+		fn("gc/"+c.Name, c.Status.Conditions)
+	}
+	for _, g := range s.Gateways {
+		id := "gw/" + g.Namespace + "/" + g.Name
+		fn(id, g.Status.Conditions)
+		for _, l := range g.Status.Listeners {
+			fn(id+"/l/"+string(l.Name), l.Conditions)
+		}
+	}
+	for _, r := range s.Routes {
+		for _, p := range r.Status.Parents {
+			fn(r.Kind+"/"+r.Namespace+"/"+r.Name+"/p/"+parentKey(p.ParentRef), p.Conditions)
+		}
+	}
+	for _, p := range s.BackendTLSPolicies {
+		for _, a := range p.Status.Ancestors {
+			fn(p.Kind+"/"+p.Namespace+"/"+p.Name+"/a/"+parentKey(a.AncestorRef), a.Conditions)
+		}
+	}
+}
+
+func parentKey(ref gwv1.ParentReference) string {
+	k := string(ref.Name)
+	if ref.Namespace != nil {
+		k = string(*ref.Namespace) + "/" + k
+	}
+	if ref.SectionName != nil {
+		k += "#" + string(*ref.SectionName)
+	}
+	if ref.Port != nil {
+		k += ":" + strconv.Itoa(int(*ref.Port))
+	}
+	return k
+}
