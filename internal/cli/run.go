@@ -266,4 +266,3 @@ func (s *runState) Snapshot() admin.View {
 	defer s.mu.Unlock()
 	return admin.View{Config: s.cfg, Status: s.status, AppliedAt: s.appliedAt, Errors: append([]admin.Error(nil), s.errors...)}
 }
-
