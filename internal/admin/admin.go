@@ -70,7 +70,7 @@ func Handler(s State) http.Handler {
 			http.Error(w, "no config applied yet", http.StatusServiceUnavailable)
 			return
 		}
-		writeJSON(w, v.Config)
+		writeJSON(w, v.Config.Redacted())
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		v := s.Snapshot()

@@ -42,9 +42,9 @@ when the input cannot be read: app teams can run it in CI before they merge a ro
 			case "status":
 				doc = status
 			case "ir":
-				doc = cfg
+				doc = cfg.Redacted()
 			case "all":
-				doc = map[string]any{"status": status, "ir": cfg}
+				doc = map[string]any{"status": status, "ir": cfg.Redacted()}
 			default:
 				return &exitError{code: 2, err: fmt.Errorf("-o %q: want status, ir or all", output)}
 			}

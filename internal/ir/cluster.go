@@ -2,8 +2,12 @@ package ir
 
 // Cluster is a set of endpoints that serve one backend port, and how to talk to them.
 type Cluster struct {
-	// Name is "service/namespace/name/port" or "backend/namespace/name".
-	Name     string   `json:"name"`
+	// Name is "service/namespace/name/port" or "backend/namespace/name[/port]", with a
+	// suffix ("/h2c", "/tcp", "/tls", ...) when routes use the port with a protocol other
+	// than its own (gRPC over a plain port, a TCPRoute, re-encrypted TLS).
+	Name string `json:"name"`
+	// Protocol is spoken to the endpoints; with TLS set, HTTP1 and WS run over TLS
+	// (https, wss) and H2C becomes HTTP/2 negotiated by ALPN.
 	Protocol Protocol `json:"protocol"`
 	// Endpoints are the ready endpoints, sorted. An empty list is valid: requests to the
 	// cluster then answer 503 (no healthy upstream).

@@ -74,9 +74,13 @@ type Listener struct {
 	TLS *ListenerTLS `json:"tls,omitempty"`
 	// VirtualHosts serve HTTP and HTTPS listeners, most specific hostname first.
 	VirtualHosts []VirtualHost `json:"virtualHosts,omitempty"`
-	// L4Routes serve TLS, TCP and UDP listeners. For TLS, each route carries the SNI
-	// hostnames it accepts, most specific first.
+	// L4Routes serve TLS, TCP and UDP listeners (see L4Route for the order).
 	L4Routes []L4Route `json:"l4Routes,omitempty"`
+	// Unavailable, when set, says why the listener serves nothing (for example its only
+	// certificate is missing). It is listed anyway so that its hostname stays reserved:
+	// handshakes for it fail and requests for it get 404, rather than falling through to
+	// a less specific listener on the same port.
+	Unavailable string `json:"unavailable,omitempty"`
 }
 
 // TLSMode says whether the gateway terminates TLS or forwards the encrypted stream.
@@ -111,4 +115,32 @@ type VirtualHost struct {
 	Hostname string `json:"hostname"`
 	// Routes are in precedence order: the first whose Match matches wins.
 	Routes []Route `json:"routes"`
+}
+
+// Redacted returns a copy of c fit to show (admin API, CLI output): private keys are
+// replaced by a placeholder. The rest is shared with c, so treat it as read-only.
+func (c *Config) Redacted() *Config {
+	out := *c
+	out.Gateways = make([]Gateway, len(c.Gateways))
+	for gi, g := range c.Gateways {
+		g.Ports = append([]Port(nil), g.Ports...)
+		for pi := range g.Ports {
+			p := &g.Ports[pi]
+			p.Listeners = append([]Listener(nil), p.Listeners...)
+			for li := range p.Listeners {
+				l := &p.Listeners[li]
+				if l.TLS == nil || len(l.TLS.Certificates) == 0 {
+					continue
+				}
+				t := *l.TLS
+				t.Certificates = append([]Certificate(nil), t.Certificates...)
+				for ci := range t.Certificates {
+					t.Certificates[ci].KeyPEM = "<redacted>"
+				}
+				l.TLS = &t
+			}
+		}
+		out.Gateways[gi] = g
+	}
+	return &out
 }

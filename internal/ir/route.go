@@ -26,7 +26,9 @@ type Route struct {
 	Backends []Backend `json:"backends,omitempty"`
 	Timeouts *Timeouts `json:"timeouts,omitempty"`
 	Retry    *Retry    `json:"retry,omitempty"`
-	// GRPC marks routes that came from a GRPCRoute.
+	// GRPC marks routes that came from a GRPCRoute. Their failures are answered the gRPC
+	// way: HTTP 200 with grpc-status UNAVAILABLE (14) where an HTTP route would answer
+	// 500 or 503, and DEADLINE_EXCEEDED (4) where it would answer 504.
 	GRPC bool `json:"grpc,omitempty"`
 }
 
@@ -48,8 +50,9 @@ const (
 	PathRegex  PathMatchType = "RegularExpression"
 )
 
-// PathMatch compares the request path. PathPrefix matches whole segments: "/foo"
-// matches "/foo", "/foo/" and "/foo/bar" but not "/foobar".
+// PathMatch compares the request path, decoded (as in Go's URL.Path). PathPrefix
+// matches whole segments: "/foo" matches "/foo", "/foo/" and "/foo/bar" but not
+// "/foobar". RegularExpression (RE2) must match the whole path, not a substring.
 type PathMatch struct {
 	Type  PathMatchType `json:"type"`
 	Value string        `json:"value"`
@@ -104,7 +107,7 @@ type PathModifier struct {
 }
 
 // Redirect answers with a redirect built from the request. Empty fields keep the
-// request's value. Port 0 means: the well-known port of the scheme when Scheme is set,
+// request's value (an empty Hostname means the Host header without its port). Port 0 means: the well-known port of the scheme when Scheme is set,
 // otherwise the port the request arrived on; a well-known port for the resulting scheme
 // (80 for http, 443 for https) is left out of the Location header.
 type Redirect struct {
@@ -176,11 +179,17 @@ type Retry struct {
 }
 
 // L4Route forwards a TLS, TCP or UDP stream.
+//
+// On a TLS listener the entries are ordered most specific SNI name first (then oldest
+// route): a connection goes to the first entry whose name matches its SNI. On TCP and
+// UDP listeners only the first entry (the oldest route) receives traffic; the others
+// wait their turn. Backends are weighted as for HTTP; a connection picked for an
+// invalid backend (empty Cluster), or to a rule whose weights are all zero, is closed.
 type L4Route struct {
 	// Name is "tlsroute/namespace/name/rule/N" (or tcproute, udproute).
 	Name string `json:"name"`
-	// Hostnames are the SNI names a TLS route accepts (exact or "*.suffix"); empty means
-	// any.
+	// Hostnames holds the one SNI name (exact or "*.suffix") a TLS entry accepts; empty
+	// means any.
 	Hostnames []string  `json:"hostnames,omitempty"`
 	Backends  []Backend `json:"backends,omitempty"`
 }

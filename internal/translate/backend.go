@@ -115,6 +115,11 @@ func (b *backendResolver) resolveService(use routeUse, key resource.Key, port *g
 	if err != nil {
 		return "", &refError{string(gwv1.RouteReasonUnsupportedProtocol), fmt.Sprintf("backendRef Service %s port %d: %v", key, *port, err)}
 	}
+	if speaksTLS(sp.AppProtocol) && (!use.originateTLS || b.policies.policyFor(key, sp.Name) == nil) {
+		// Never send plain text to a port that says it speaks TLS.
+		return "", &refError{string(gwv1.RouteReasonUnsupportedProtocol), fmt.Sprintf(
+			"backendRef Service %s port %d: appProtocol %s needs TLS to the backend; attach a BackendTLSPolicy to the Service", key, *port, *sp.AppProtocol)}
+	}
 	proto, err := effectiveProtocol(natural, use.want)
 	if err != nil {
 		return "", &refError{string(gwv1.RouteReasonUnsupportedProtocol), fmt.Sprintf("backendRef Service %s port %d: %v", key, *port, err)}
@@ -213,6 +218,9 @@ func (b *backendResolver) resolveBackend(use routeUse, key resource.Key, port *g
 		return "", &refError{string(gwv1.RouteReasonBackendNotFound), fmt.Sprintf("backendRef Backend %s not found", key)}
 	}
 	natural, err := naturalProtocol(corev1.ProtocolTCP, be.Spec.AppProtocol)
+	if err == nil && speaksTLS(be.Spec.AppProtocol) {
+		err = fmt.Errorf("appProtocol %s needs TLS to the backend, which Backend objects cannot configure yet", *be.Spec.AppProtocol)
+	}
 	if err != nil {
 		return "", &refError{string(gwv1.RouteReasonUnsupportedProtocol), fmt.Sprintf("backendRef Backend %s: %v", key, err)}
 	}
@@ -267,6 +275,18 @@ func naturalProtocol(p corev1.Protocol, appProtocol *string) (ir.Protocol, error
 		return ir.UpstreamUDP, nil
 	}
 	return "", fmt.Errorf("appProtocol %q is not supported (use http, kubernetes.io/h2c, kubernetes.io/ws, kubernetes.io/wss or tcp)", *appProtocol)
+}
+
+// speaksTLS reports whether an appProtocol says the port expects TLS.
+func speaksTLS(appProtocol *string) bool {
+	if appProtocol == nil {
+		return false
+	}
+	switch strings.ToLower(*appProtocol) {
+	case "https", "kubernetes.io/wss", "wss":
+		return true
+	}
+	return false
 }
 
 // effectiveProtocol is what the route kind needs from a backend whose port speaks natural.

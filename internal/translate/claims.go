@@ -1,5 +1,7 @@
 package translate
 
+import "strings"
+
 // HTTPRoutes and GRPCRoutes must not share a hostname on a listener: the spec forbids
 // merging them and has the older route win. Each listener keeps the hostnames each
 // family has claimed.
@@ -11,52 +13,83 @@ const (
 	familyGRPC
 )
 
-// hostClaims are the hostnames one route family serves on a listener.
+// hostClaims are the hostnames one route family serves on a listener, indexed so that
+// "does anything overlap this hostname" costs a few map lookups per label, whatever the
+// number of claims. Each index keeps the smallest route id, so messages do not depend
+// on map order.
 type hostClaims struct {
-	exact map[string]string // hostname -> route id
-	wild  []hostClaim       // "*.suffix" and "*" claims
+	any       string            // a "*" claim (a route without hostnames on a listener without one)
+	min       string            // the smallest route over every claim
+	exact     map[string]string // "a.b.c" -> route
+	under     map[string]string // ".b.c" and ".c" -> a route with an exact claim under that suffix
+	wild      map[string]string // ".b.c" for "*.b.c" -> route
+	wildUnder map[string]string // ".c" for "*.b.c" -> a route with a wildcard claim under that suffix
 }
 
-type hostClaim struct {
-	host, route string
+func keepMin(m map[string]string, k, route string) map[string]string {
+	if m == nil {
+		m = map[string]string{}
+	}
+	if old, ok := m[k]; !ok || route < old {
+		m[k] = route
+	}
+	return m
+}
+
+// parentSuffixes calls fn with ".b.c" and ".c" for "a.b.c" (or for ".a.b.c").
+func parentSuffixes(host string, fn func(suffix string)) {
+	for i := 1; i < len(host); i++ {
+		if host[i] == '.' {
+			fn(host[i:])
+		}
+	}
 }
 
 func (c *hostClaims) add(host, route string) {
-	if hostRank(host) == 0 {
-		if c.exact == nil {
-			c.exact = map[string]string{}
-		}
-		if _, ok := c.exact[host]; !ok {
-			c.exact[host] = route
-		}
-		return
+	if c.min == "" || route < c.min {
+		c.min = route
 	}
-	c.wild = append(c.wild, hostClaim{host, route})
+	switch {
+	case host == "*":
+		if c.any == "" || route < c.any {
+			c.any = route
+		}
+	case strings.HasPrefix(host, "*."):
+		suffix := host[1:]
+		c.wild = keepMin(c.wild, suffix, route)
+		parentSuffixes(suffix, func(s string) { c.wildUnder = keepMin(c.wildUnder, s, route) })
+	default:
+		c.exact = keepMin(c.exact, host, route)
+		parentSuffixes(host, func(s string) { c.under = keepMin(c.under, s, route) })
+	}
 }
 
 // overlapping returns a route whose hostnames intersect host, or "".
 func (c *hostClaims) overlapping(host string) string {
-	if r, ok := c.exact[host]; ok {
-		return r
-	}
-	for _, w := range c.wild {
-		if hostsOverlap(w.host, host) {
-			return w.route
+	found := c.any
+	pick := func(r string, ok bool) {
+		if ok && (found == "" || r < found) {
+			found = r
 		}
 	}
-	found := ""
-	if hostRank(host) > 0 {
-		for h, r := range c.exact {
-			if hostsOverlap(host, h) && (found == "" || r < found) {
-				found = r // the smallest id, so the message does not depend on map order
-			}
-		}
+	switch {
+	case host == "*":
+		return c.min // "*" overlaps every claim
+	case strings.HasPrefix(host, "*."):
+		suffix := host[1:]
+		r, ok := c.under[suffix] // exact names it covers
+		pick(r, ok)
+		r, ok = c.wild[suffix] // the same wildcard
+		pick(r, ok)
+		r, ok = c.wildUnder[suffix] // narrower wildcards it covers
+		pick(r, ok)
+		parentSuffixes(suffix, func(s string) { r, ok := c.wild[s]; pick(r, ok) }) // wider wildcards
+	default:
+		r, ok := c.exact[host]
+		pick(r, ok)
+		parentSuffixes(host, func(s string) { r, ok := c.wild[s]; pick(r, ok) })
 	}
 	return found
-}
-
-func hostsOverlap(a, b string) bool {
-	return a == b || a == "*" || b == "*" || wildcardMatches(a, b) || wildcardMatches(b, a)
 }
 
 // claimHostnames drops the attachments where an older route of the other family

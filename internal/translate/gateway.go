@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -46,6 +47,76 @@ func (t *translator) translateGateways() {
 		t.gateways = append(t.gateways, g)
 		t.gwByKey[resource.KeyOf(gw)] = g
 	}
+	t.detectPortClashes()
+}
+
+// detectPortClashes finds Gateways that would bind the same port on the same address
+// (a Gateway without addresses binds the data plane's default address, which clashes
+// with every address). The older Gateway keeps the port; the newer one's listeners there
+// are not accepted (PortUnavailable), so one team's Gateway cannot stop another's
+// config from being applied.
+func (t *translator) detectPortClashes() {
+	type port struct {
+		number    gwv1.PortNumber
+		transport string
+	}
+	type binding struct {
+		address string // "" for the default address
+		gw      *gatewayState
+	}
+	owners := map[port][]binding{} // oldest first
+	byAge := slices.Clone(t.gateways)
+	slices.SortStableFunc(byAge, func(a, b *gatewayState) int {
+		return cmp.Or(a.obj.CreationTimestamp.Compare(b.obj.CreationTimestamp.Time),
+			cmp.Compare(a.obj.Namespace+"/"+a.obj.Name, b.obj.Namespace+"/"+b.obj.Name))
+	})
+	for _, g := range byAge {
+		if !g.bindable() {
+			continue
+		}
+		addrs := []string{""}
+		if len(g.addresses) > 0 {
+			addrs = addrs[:0]
+			for _, a := range g.addresses {
+				addrs = append(addrs, normalizeAddress(a.Value))
+			}
+		}
+		var mine []port
+		for _, l := range g.listeners {
+			if !l.canAttach() {
+				continue
+			}
+			p := port{l.spec.Port, transport(l.kind)}
+			var other *gatewayState
+			for _, b := range owners[p] {
+				if b.gw != g && slices.ContainsFunc(addrs, func(a string) bool { return a == "" || b.address == "" || a == b.address }) {
+					other = b.gw
+					break
+				}
+			}
+			if other != nil {
+				l.accepted.add(string(gwv1.ListenerReasonPortUnavailable),
+					"port %d is already used by Gateway %s/%s on the same address", l.spec.Port, other.obj.Namespace, other.obj.Name)
+				continue
+			}
+			if !slices.Contains(mine, p) {
+				mine = append(mine, p)
+			}
+		}
+		for _, p := range mine {
+			for _, a := range addrs {
+				owners[p] = append(owners[p], binding{a, g})
+			}
+		}
+	}
+}
+
+// normalizeAddress makes two spellings of one IP compare equal.
+func normalizeAddress(a string) string {
+	if ip, err := netip.ParseAddr(a); err == nil {
+		return ip.String()
+	}
+	return strings.ToLower(a)
 }
 
 // validateAddresses accepts IP addresses (type IPAddress, the default) and hostnames.
@@ -244,7 +315,11 @@ func (g *gatewayState) status() gwv1.GatewayStatus {
 		}
 	}
 	resolved := condition(string(gwv1.GatewayConditionResolvedRefs), true, string(gwv1.GatewayReasonResolvedRefs), gen, "all listener references resolved")
-	if len(unresolved) > 0 {
+	switch {
+	case g.obj.Spec.TLS != nil && g.obj.Spec.TLS.Backend != nil && g.obj.Spec.TLS.Backend.ClientCertificateRef != nil:
+		resolved = condition(string(gwv1.GatewayConditionResolvedRefs), false, string(gwv1.GatewayReasonInvalidClientCertificateRef), gen,
+			"tls.backend.clientCertificateRef is not supported yet: Portico does not present a client certificate to backends")
+	case len(unresolved) > 0:
 		resolved = condition(string(gwv1.GatewayConditionResolvedRefs), false, string(gwv1.GatewayReasonListenersNotResolved), gen,
 			"these listeners have unresolved references (see their ResolvedRefs condition): "+joinQuoted(unresolved))
 	}
@@ -272,7 +347,8 @@ func (g *gatewayState) buildIR() (ir.Gateway, bool) {
 	ports := map[portKey]*ir.Port{}
 	var order []portKey
 	for _, l := range g.listeners {
-		if !l.programmed() {
+		unavailable := !l.programmed() && l.canAttach() && l.tls != nil
+		if !l.programmed() && !unavailable {
 			continue
 		}
 		k := portKey{uint32(l.spec.Port), transport(l.kind)}
@@ -282,13 +358,18 @@ func (g *gatewayState) buildIR() (ir.Gateway, bool) {
 			ports[k] = p
 			order = append(order, k)
 		}
-		p.Listeners = append(p.Listeners, l.buildIR())
+		il := l.buildIR()
+		if unavailable {
+			il = ir.Listener{Name: il.Name, Hostname: il.Hostname, Protocol: il.Protocol, TLS: il.TLS,
+				Unavailable: l.notProgrammedWhy()}
+		}
+		p.Listeners = append(p.Listeners, il)
 	}
 	slices.SortFunc(order, func(a, b portKey) int {
 		if a.number != b.number {
 			return int(a.number) - int(b.number)
 		}
-		return compareStrings(a.transport, b.transport)
+		return cmp.Compare(a.transport, b.transport)
 	})
 	for _, k := range order {
 		p := ports[k]
@@ -309,14 +390,4 @@ func joinQuoted(names []string) string {
 		s += fmt.Sprintf("%q", n)
 	}
 	return s
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

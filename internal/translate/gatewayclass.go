@@ -8,7 +8,6 @@ import (
 
 // classState is an owned GatewayClass and whether Gateways of it are served.
 type classState struct {
-	obj      *gwv1.GatewayClass
 	accepted bool
 	status   gwv1.GatewayClassStatus
 }
@@ -61,7 +60,7 @@ func (t *translator) translateGatewayClasses() {
 		if string(gc.Spec.ControllerName) != t.opts.ControllerName {
 			continue
 		}
-		c := &classState{obj: gc, accepted: true}
+		c := &classState{accepted: true}
 		if ref := gc.Spec.ParametersRef; ref != nil {
 			c.accepted = false
 			c.status.Conditions = append(c.status.Conditions, condition(

@@ -178,6 +178,8 @@ func expectations(input []byte) []string {
 //	expect-vhosts: LISTENER = HOST1,HOST2            (virtual hosts, in order)
 //	expect-cluster: NAME endpoints=ADDR:PORT,...     (or endpoints=none; protocol=P; tls=SNI)
 //	expect-absent: NAME                              (no route, listener or cluster has this name)
+//	expect-l4: LISTENER = ROUTE@HOST,...              (stream routes in order; HOST empty for any)
+//	expect-unavailable: LISTENER                     (in the IR only to reserve its hostname)
 //	expect-route: ROUTE field=value                  (fields: see checkRoute; values have no spaces)
 func checkExpectation(e string, cfg *ir.Config, st *Status) error {
 	kind, rest, _ := strings.Cut(e, ":")
@@ -250,6 +252,34 @@ func checkExpectation(e string, cfg *ir.Config, st *Status) error {
 		return nil
 	case "expect-route":
 		return checkRoute(fields, cfg)
+	case "expect-l4":
+		if len(fields) != 3 || fields[1] != "=" {
+			return fmt.Errorf("want 'LISTENER = ROUTE@HOST,...'")
+		}
+		l := findListener(cfg, fields[0])
+		if l == nil {
+			return fmt.Errorf("listener %s not in IR", fields[0])
+		}
+		var got []string
+		for _, r := range l.L4Routes {
+			got = append(got, r.Name+"@"+strings.Join(r.Hostnames, "+"))
+		}
+		if strings.Join(got, ",") != fields[2] {
+			return fmt.Errorf("stream routes are %s", strings.Join(got, ","))
+		}
+		return nil
+	case "expect-unavailable":
+		if len(fields) != 1 {
+			return fmt.Errorf("want one listener name")
+		}
+		l := findListener(cfg, fields[0])
+		switch {
+		case l == nil:
+			return fmt.Errorf("listener %s not in IR", fields[0])
+		case l.Unavailable == "" || len(l.VirtualHosts) > 0 || len(l.L4Routes) > 0:
+			return fmt.Errorf("listener %s is served (unavailable=%q, %d virtual hosts)", fields[0], l.Unavailable, len(l.VirtualHosts))
+		}
+		return nil
 	}
 	return fmt.Errorf("unknown expectation kind %q", kind)
 }

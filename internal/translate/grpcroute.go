@@ -46,36 +46,22 @@ func (t *translator) translateHTTPFamily() {
 }
 
 func (t *translator) translateGRPCRoute(r *gwv1.GRPCRoute) {
-	info := routeInfo{
-		kind: "GRPCRoute", meta: r.ObjectMeta, parentRefs: r.Spec.ParentRefs,
-		hostnames: hostnameStrings(r.Spec.Hostnames), usesHostnames: true,
-	}
-	parents := t.attach(info)
-	if len(parents) == 0 {
-		return
-	}
-	claimHostnames(info, parents, familyGRPC)
-	use := routeUse{from: refFrom{gatewayGroup, "GRPCRoute", r.Namespace}, want: ir.UpstreamH2C, gateways: gatewaysOf(parents), originateTLS: true}
 	rules := r.Spec.Rules
 	if len(rules) == 0 {
 		rules = []gwv1.GRPCRouteRule{{}}
 	}
-	var resolved, invalid problems
-	var entries []routeEntry
-	for i := range rules {
-		// A rule that turns out invalid is dropped whole: its references must not
-		// count towards ResolvedRefs, so they are collected per rule.
-		var ruleRefs problems
-		es, err := t.grpcRule(r, i, &rules[i], use, &ruleRefs)
-		if err != nil {
-			invalid.add(ruleErrorReason(err), "rule %s: %v", ruleLabel(i, rules[i].Name), err)
-			continue
-		}
-		resolved.merge(&ruleRefs)
-		entries = append(entries, es...)
-	}
-	programHTTPRoute(info, parents, entries, &invalid, len(rules))
-	t.finishRoute(info, parents, resolved)
+	t.translateHTTPFamilyRoute(httpFamilyRoute{
+		info: routeInfo{
+			kind: "GRPCRoute", meta: r.ObjectMeta, parentRefs: r.Spec.ParentRefs,
+			hostnames: hostnameStrings(r.Spec.Hostnames), usesHostnames: true,
+		},
+		family: familyGRPC,
+		rules:  len(rules),
+		name:   func(i int) *gwv1.SectionName { return rules[i].Name },
+		translate: func(i int, use routeUse, refs *problems) ([]routeEntry, error) {
+			return t.grpcRule(r, i, &rules[i], use, refs)
+		},
+	})
 }
 
 func (t *translator) grpcRule(r *gwv1.GRPCRoute, idx int, rule *gwv1.GRPCRouteRule, use routeUse, resolved *problems) ([]routeEntry, error) {
@@ -203,18 +189,12 @@ func grpcMatch(m *gwv1.GRPCRouteMatch) (ir.Match, error) {
 			return ir.Match{}, fmt.Errorf("method match type %q is not supported", typ)
 		}
 	}
-	seen := map[string]bool{}
-	for _, h := range m.Headers {
-		name := http.CanonicalHeaderKey(string(h.Name))
-		if seen[name] {
-			continue
-		}
-		seen[name] = true
-		sm, err := stringMatch(name, (*string)(h.Type), h.Value)
-		if err != nil {
-			return ir.Match{}, fmt.Errorf("header %s: %w", h.Name, err)
-		}
-		out.Headers = append(out.Headers, sm)
+	headers, err := headerMatches(len(m.Headers), func(i int) (string, *string, string) {
+		return string(m.Headers[i].Name), (*string)(m.Headers[i].Type), m.Headers[i].Value
+	})
+	if err != nil {
+		return ir.Match{}, err
 	}
+	out.Headers = headers
 	return out, nil
 }

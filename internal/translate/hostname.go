@@ -92,7 +92,7 @@ func compareHostSpecificity(a, b string) int {
 	if len(a) != len(b) {
 		return len(b) - len(a)
 	}
-	return compareStrings(a, b)
+	return strings.Compare(a, b)
 }
 
 func hostRank(h string) int {

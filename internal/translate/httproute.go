@@ -14,35 +14,101 @@ import (
 )
 
 func (t *translator) translateHTTPRoute(r *gwv1.HTTPRoute) {
-	info := routeInfo{
-		kind: "HTTPRoute", meta: r.ObjectMeta, parentRefs: r.Spec.ParentRefs,
-		hostnames: hostnameStrings(r.Spec.Hostnames), usesHostnames: true,
-	}
-	parents := t.attach(info)
-	if len(parents) == 0 {
-		return
-	}
-	claimHostnames(info, parents, familyHTTP)
-	use := routeUse{from: refFrom{gatewayGroup, "HTTPRoute", r.Namespace}, gateways: gatewaysOf(parents), originateTLS: true}
 	rules := r.Spec.Rules
 	if len(rules) == 0 {
 		rules = []gwv1.HTTPRouteRule{{}} // the API server's default: one catch-all rule
 	}
+	t.translateHTTPFamilyRoute(httpFamilyRoute{
+		info: routeInfo{
+			kind: "HTTPRoute", meta: r.ObjectMeta, parentRefs: r.Spec.ParentRefs,
+			hostnames: hostnameStrings(r.Spec.Hostnames), usesHostnames: true,
+		},
+		family: familyHTTP,
+		rules:  len(rules),
+		name:   func(i int) *gwv1.SectionName { return rules[i].Name },
+		translate: func(i int, use routeUse, refs *problems) ([]routeEntry, error) {
+			return t.httpRule(r, i, &rules[i], use, refs)
+		},
+	})
+}
+
+// httpFamilyRoute is what HTTPRoutes and GRPCRoutes share in translation.
+type httpFamilyRoute struct {
+	info      routeInfo
+	family    routeFamily
+	rules     int
+	name      func(rule int) *gwv1.SectionName
+	translate func(rule int, use routeUse, refs *problems) ([]routeEntry, error)
+}
+
+// translateHTTPFamilyRoute attaches a route, translates its rules, and programs the
+// valid ones on every listener and hostname it attached to. Invalid rules are dropped
+// and reported with PartiallyInvalid; a route whose every rule is invalid is not
+// accepted. Hostnames are claimed (against the other route family) only by routes that
+// end up serving something.
+func (t *translator) translateHTTPFamilyRoute(r httpFamilyRoute) {
+	info := r.info
+	parents := t.attach(info)
+	if len(parents) == 0 {
+		return
+	}
+	use := routeUse{from: refFrom{gatewayGroup, info.kind, info.meta.Namespace}, gateways: gatewaysOf(parents), originateTLS: true}
+	if r.family == familyGRPC {
+		use.want = ir.UpstreamH2C
+	}
 	var resolved, invalid problems
 	var entries []routeEntry
-	for i := range rules {
+	invalidRules := 0
+	for i := range r.rules {
 		// A rule that turns out invalid is dropped whole: its references must not
 		// count towards ResolvedRefs, so they are collected per rule.
 		var ruleRefs problems
-		es, err := t.httpRule(r, i, &rules[i], use, &ruleRefs)
+		es, err := r.translate(i, use, &ruleRefs)
 		if err != nil {
-			invalid.add(ruleErrorReason(err), "rule %s: %v", ruleLabel(i, rules[i].Name), err)
+			invalidRules++
+			invalid.add(ruleErrorReason(err), "rule %s: %v", ruleLabel(i, r.name(i)), err)
 			continue
 		}
 		resolved.merge(&ruleRefs)
 		entries = append(entries, es...)
 	}
-	programHTTPRoute(info, parents, entries, &invalid, len(rules))
+	gen := info.meta.Generation
+	if invalidRules == r.rules {
+		for _, p := range parents {
+			for _, a := range p.attachments {
+				delete(a.listener.attached, info.id())
+			}
+			if p.accepted() {
+				p.attachments = nil
+				p.status.Conditions = setCondition(p.status.Conditions, condition(string(gwv1.RouteConditionAccepted), false,
+					invalid.reason, gen, "no rule is valid: "+invalid.message()))
+			}
+		}
+		t.finishRoute(info, parents, resolved)
+		return
+	}
+	claimHostnames(info, parents, r.family)
+	// Two parentRefs can select the same listener (by name and by port, say): add the
+	// route's entries once per listener and hostname.
+	type target struct {
+		l    *listenerState
+		host string
+	}
+	done := map[target]bool{}
+	for _, p := range parents {
+		if p.accepted() && invalidRules > 0 {
+			p.status.Conditions = append(p.status.Conditions, condition(string(gwv1.RouteConditionPartiallyInvalid), true,
+				string(gwv1.RouteReasonUnsupportedValue), gen, "Dropped Rule(s): "+invalid.message()))
+		}
+		for _, a := range p.attachments {
+			for _, h := range a.hostnames {
+				if !done[target{a.listener, h}] {
+					done[target{a.listener, h}] = true
+					a.listener.addRoutes(h, entries)
+				}
+			}
+		}
+	}
 	t.finishRoute(info, parents, resolved)
 }
 
@@ -73,47 +139,6 @@ func ruleErrorReason(err error) string {
 		return string(gwv1.RouteReasonIncompatibleFilters)
 	}
 	return string(gwv1.RouteReasonUnsupportedValue)
-}
-
-// programHTTPRoute adds the route's entries to every listener and hostname it attached
-// to. Invalid rules are dropped and reported with PartiallyInvalid; a route whose every
-// rule is invalid is not accepted at all.
-func programHTTPRoute(info routeInfo, parents []*parentResult, entries []routeEntry, invalid *problems, rules int) {
-	gen := info.meta.Generation
-	if len(entries) == 0 && len(invalid.messages) == rules && rules > 0 {
-		for _, p := range parents {
-			for _, a := range p.attachments {
-				delete(a.listener.attached, info.id())
-			}
-			if p.accepted() {
-				p.attachments = nil
-				p.status.Conditions = setCondition(p.status.Conditions, condition(string(gwv1.RouteConditionAccepted), false,
-					invalid.reason, gen, "no rule is valid: "+invalid.message()))
-			}
-		}
-		return
-	}
-	// Two parentRefs can select the same listener (by name and by port, say): add the
-	// route's entries once per listener and hostname.
-	type target struct {
-		l    *listenerState
-		host string
-	}
-	done := map[target]bool{}
-	for _, p := range parents {
-		if p.accepted() && !invalid.ok() {
-			p.status.Conditions = append(p.status.Conditions, condition(string(gwv1.RouteConditionPartiallyInvalid), true,
-				string(gwv1.RouteReasonUnsupportedValue), gen, "Dropped Rule(s): "+invalid.message()))
-		}
-		for _, a := range p.attachments {
-			for _, h := range a.hostnames {
-				if !done[target{a.listener, h}] {
-					done[target{a.listener, h}] = true
-					a.listener.addRoutes(h, entries)
-				}
-			}
-		}
-	}
 }
 
 // httpRule translates one rule into one route entry per match. Backend problems go to
@@ -215,19 +240,13 @@ func httpMatch(m *gwv1.HTTPRouteMatch) (ir.Match, error) {
 			return ir.Match{}, fmt.Errorf("path match type %q is not supported", out.Path.Type)
 		}
 	}
-	seen := map[string]bool{}
-	for _, h := range m.Headers {
-		name := http.CanonicalHeaderKey(string(h.Name))
-		if seen[name] {
-			continue // the spec: only the first match for a header name counts
-		}
-		seen[name] = true
-		sm, err := stringMatch(name, (*string)(h.Type), h.Value)
-		if err != nil {
-			return ir.Match{}, fmt.Errorf("header %s: %w", h.Name, err)
-		}
-		out.Headers = append(out.Headers, sm)
+	headers, err := headerMatches(len(m.Headers), func(i int) (string, *string, string) {
+		return string(m.Headers[i].Name), (*string)(m.Headers[i].Type), m.Headers[i].Value
+	})
+	if err != nil {
+		return ir.Match{}, err
 	}
+	out.Headers = headers
 	seenQ := map[string]bool{}
 	for _, q := range m.QueryParams {
 		name := string(q.Name)
@@ -265,6 +284,27 @@ func validatePath(p string) error {
 		return fmt.Errorf("path %q has characters that are not allowed in a URL path", p)
 	}
 	return nil
+}
+
+// headerMatches converts header matches (HTTP or gRPC); only the first match for a
+// header name counts, as the API says.
+func headerMatches(n int, get func(i int) (name string, typ *string, value string)) ([]ir.StringMatch, error) {
+	var out []ir.StringMatch
+	seen := map[string]bool{}
+	for i := range n {
+		raw, typ, value := get(i)
+		name := http.CanonicalHeaderKey(raw)
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		sm, err := stringMatch(name, typ, value)
+		if err != nil {
+			return nil, fmt.Errorf("header %s: %w", raw, err)
+		}
+		out = append(out, sm)
+	}
+	return out, nil
 }
 
 func stringMatch(name string, typ *string, value string) (ir.StringMatch, error) {

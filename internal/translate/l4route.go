@@ -78,11 +78,19 @@ func (t *translator) translateL4Route(r l4Route) {
 				entries[originate] = es
 			}
 			for _, e := range es {
-				e.route.Hostnames = a.hostnames
-				if len(e.route.Hostnames) == 1 && e.route.Hostnames[0] == "*" {
-					e.route.Hostnames = nil
+				if !r.info.usesHostnames {
+					a.listener.l4 = append(a.listener.l4, e)
+					continue
 				}
-				a.listener.l4 = append(a.listener.l4, e)
+				// One entry per SNI name, so ordering by specificity is exact: a route's
+				// wildcard name must not outrank another route's exact name.
+				for _, h := range a.hostnames {
+					e := e
+					if h != "*" {
+						e.route.Hostnames = []string{h}
+					}
+					a.listener.l4 = append(a.listener.l4, e)
+				}
 			}
 		}
 	}
@@ -102,8 +110,8 @@ func (t *translator) l4Entries(r l4Route, parents []*parentResult, originateTLS 
 		route := ir.L4Route{Name: fmt.Sprintf("%s/%s/%s/rule/%d", strings.ToLower(r.info.kind), meta.Namespace, meta.Name, i)}
 		for _, br := range refs {
 			weight := uint32(1)
-			if br.Weight != nil && *br.Weight >= 0 {
-				weight = uint32(*br.Weight)
+			if br.Weight != nil {
+				weight = uint32(max(*br.Weight, 0)) // the API forbids negative weights; treat one as 0
 			}
 			b := ir.Backend{Weight: weight}
 			cluster, err := t.backends.resolve(use, br.BackendObjectReference)

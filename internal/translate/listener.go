@@ -132,6 +132,13 @@ func (l *listenerState) validateTLS(t *translator) {
 		l.accepted.add(string(gwv1.ListenerReasonUnsupportedValue), "a %s listener needs a tls block", l.spec.Protocol)
 		return
 	}
+	if l.spec.Protocol == gwv1.HTTPSProtocolType && frontendValidationApplies(l.gw.obj, l.spec.Port) {
+		// Serving without the client certificate check the platform asked for would be
+		// a silent security downgrade: refuse the listener instead.
+		l.accepted.add(string(gwv1.ListenerReasonUnsupportedValue),
+			"the Gateway's tls.frontend asks for client certificate validation on port %d, which Portico does not support yet; the listener is not served", l.spec.Port)
+		return
+	}
 	mode := gwv1.TLSModeTerminate
 	if cfg.Mode != nil {
 		mode = *cfg.Mode
@@ -328,4 +335,19 @@ func (l *listenerState) buildIR() ir.Listener {
 	out.VirtualHosts = buildVirtualHosts(l.vhosts)
 	out.L4Routes = buildL4Routes(l.l4)
 	return out
+}
+
+// frontendValidationApplies reports whether the Gateway's tls.frontend asks for client
+// certificate validation on port.
+func frontendValidationApplies(gw *gwv1.Gateway, port gwv1.PortNumber) bool {
+	if gw.Spec.TLS == nil || gw.Spec.TLS.Frontend == nil {
+		return false
+	}
+	f := gw.Spec.TLS.Frontend
+	for _, pp := range f.PerPort {
+		if pp.Port == port {
+			return pp.TLS.Validation != nil
+		}
+	}
+	return f.Default.Validation != nil
 }

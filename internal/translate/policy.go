@@ -169,6 +169,9 @@ func (p *tlsPolicyState) load(snap *resource.Snapshot) {
 	}
 }
 
+// maxAncestors is the API's limit on status.ancestors entries.
+const maxAncestors = 16
+
 // policyStatuses renders the status of every BackendTLSPolicy that affects a Gateway
 // this controller serves.
 func (idx *backendTLSPolicies) policyStatuses(snap *resource.Snapshot, controller string) []PolicyStatus {
@@ -208,6 +211,10 @@ func (idx *backendTLSPolicies) policyStatuses(snap *resource.Snapshot, controlle
 			keys = append(keys, k)
 		}
 		slices.SortFunc(keys, resource.Key.Compare)
+		if len(keys) > maxAncestors {
+			// The API caps status.ancestors; the policy still applies on every Gateway.
+			keys = keys[:maxAncestors]
+		}
 		for _, k := range keys {
 			ns := gwv1.Namespace(k.Namespace)
 			group := gwv1.Group(gatewayGroup)

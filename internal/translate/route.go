@@ -102,6 +102,12 @@ func (t *translator) attach(r routeInfo) []*parentResult {
 
 func (t *translator) attachToGateway(r routeInfo, gw *gatewayState, ref gwv1.ParentReference, res *parentResult) {
 	gen := r.meta.Generation
+	if !gw.rejected.ok() {
+		res.status.Conditions = append(res.status.Conditions, condition(string(gwv1.RouteConditionAccepted), false,
+			string(gwv1.RouteReasonNoMatchingParent), gen,
+			fmt.Sprintf("Gateway %s/%s is not accepted (%s), so it serves no routes", gw.obj.Namespace, gw.obj.Name, gw.rejected.message())))
+		return
+	}
 	var candidates []*listenerState
 	for _, l := range gw.listeners {
 		if ref.SectionName != nil && l.spec.Name != *ref.SectionName {
@@ -186,9 +192,9 @@ func ptrEq[T comparable](a, b *T) bool {
 	return *a == *b
 }
 
-// finishRoute records a route's status: each parent gets ResolvedRefs (and any extra
-// conditions) after Accepted.
-func (t *translator) finishRoute(r routeInfo, parents []*parentResult, resolved problems, extra ...metav1.Condition) {
+// finishRoute records a route's status: each parent gets ResolvedRefs after its other
+// conditions.
+func (t *translator) finishRoute(r routeInfo, parents []*parentResult, resolved problems) {
 	if len(parents) == 0 {
 		return
 	}
@@ -201,9 +207,6 @@ func (t *translator) finishRoute(r routeInfo, parents []*parentResult, resolved 
 		} else {
 			p.status.Conditions = append(p.status.Conditions, condition(string(gwv1.RouteConditionResolvedRefs), false,
 				resolved.reason, gen, resolved.message()))
-		}
-		for _, c := range extra {
-			p.status.Conditions = setCondition(p.status.Conditions, c)
 		}
 		rs.Status.Parents = append(rs.Status.Parents, p.status)
 	}
