@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -70,7 +71,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	host := router.NormalizeHost(r.Host)
 	l := t.Listener(host)
 	if l == nil {
-		notFound(w)
+		notFound(w, r)
 		return
 	}
 	if r.TLS != nil && r.TLS.ServerName != "" {
@@ -83,7 +84,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rt := l.Route(host, r)
 	if rt == nil {
-		notFound(w)
+		notFound(w, r)
 		return
 	}
 	a := rt.Action
@@ -110,19 +111,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if a.direct != nil {
 		a.respHeaders.Apply(w.Header())
-		http.Error(w, a.direct.Body, a.direct.StatusCode)
+		fail(w, a, a.direct.StatusCode, a.direct.Body)
 		return
 	}
 	b := a.pickBackend()
 	switch {
 	case b == nil:
-		http.Error(w, "no backend", http.StatusInternalServerError)
+		fail(w, a, http.StatusInternalServerError, "no backend")
 		return
 	case b.cluster == nil:
-		http.Error(w, "invalid backend: "+b.invalid, http.StatusInternalServerError)
+		fail(w, a, http.StatusInternalServerError, "invalid backend: "+b.invalid)
 		return
 	case b.cluster.Invalid != "":
-		http.Error(w, "backend unavailable: "+b.cluster.Invalid, http.StatusInternalServerError)
+		fail(w, a, http.StatusInternalServerError, "backend unavailable: "+b.cluster.Invalid)
 		return
 	}
 
@@ -142,7 +143,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.proxy.ServeHTTP(rw, r)
 }
 
-func notFound(w http.ResponseWriter) {
+// notFound answers a request no route matches; a gRPC client gets UNIMPLEMENTED.
+func notFound(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		h := w.Header()
+		h.Set("Content-Type", "application/grpc")
+		h.Set("Grpc-Status", "12")
+		h.Set("Grpc-Message", "no route for "+r.URL.Path)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	http.Error(w, "no route", http.StatusNotFound)
 }
 
@@ -179,7 +189,30 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		code = http.StatusServiceUnavailable
 	}
 	h.log.Debug("upstream error", "status", code, "error", err, "path", r.URL.Path)
-	http.Error(w, http.StatusText(code), code)
+	var a *Action
+	if st, ok := r.Context().Value(stateKey{}).(*reqState); ok {
+		a = st.action
+	}
+	fail(w, a, code, http.StatusText(code))
+}
+
+// fail answers a request the gateway itself cannot serve. gRPC routes get a
+// trailers-only gRPC answer (HTTP 200 with grpc-status), which gRPC clients understand
+// where an HTTP error status would only say "protocol error".
+func fail(w http.ResponseWriter, a *Action, code int, msg string) {
+	if a == nil || !a.grpc {
+		http.Error(w, msg, code)
+		return
+	}
+	status := "14" // UNAVAILABLE
+	if code == http.StatusGatewayTimeout {
+		status = "4" // DEADLINE_EXCEEDED
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/grpc")
+	h.Set("Grpc-Status", status)
+	h.Set("Grpc-Message", msg)
+	w.WriteHeader(http.StatusOK)
 }
 
 func isConnectError(err error) bool {
