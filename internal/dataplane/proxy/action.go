@@ -26,7 +26,8 @@ type Action struct {
 	direct      *ir.DirectResponse
 
 	backends []backend
-	total    uint64 // sum of weights
+	total    uint64   // sum of weights
+	schedule []uint16 // backend index per request, repeating (see buildSchedule)
 	next     atomic.Uint64
 	mirrors  []mirror
 
@@ -100,6 +101,7 @@ func Compile(r *ir.Route, clusters upstream.Set) (*Action, error) {
 		be.upTo = a.total
 		a.backends = append(a.backends, be)
 	}
+	a.buildSchedule()
 	for _, m := range r.Mirrors {
 		c, ok := clusters[m.Cluster]
 		if !ok {
@@ -149,8 +151,10 @@ func parseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// pickBackend chooses a backend by weight, spreading requests evenly: a counter walks
-// the cumulative weights, so 80/20 sends exactly 8 of every 10 requests to the first.
+// pickBackend chooses a backend by weight, spreading requests evenly: the counter walks
+// a schedule built at compile time (smooth weighted round robin over the weights reduced
+// by their common divisor), so 80/20 sends exactly 4 of every 5 requests to the first,
+// interleaved rather than in bursts.
 func (a *Action) pickBackend() *backend {
 	switch len(a.backends) {
 	case 0:
@@ -158,9 +162,60 @@ func (a *Action) pickBackend() *backend {
 	case 1:
 		return &a.backends[0]
 	}
-	n := (a.next.Add(1) - 1) % a.total
+	n := a.next.Add(1) - 1
+	if len(a.schedule) > 0 {
+		return &a.backends[a.schedule[n%uint64(len(a.schedule))]]
+	}
+	n %= a.total
 	i := sort.Search(len(a.backends), func(i int) bool { return a.backends[i].upTo > n })
 	return &a.backends[i]
+}
+
+// maxSchedule bounds the precomputed schedule; beyond it (weights with no common
+// divisor summing past it) picks walk the cumulative weights instead.
+const maxSchedule = 4096
+
+// buildSchedule computes the smooth weighted round robin order of the backends.
+func (a *Action) buildSchedule() {
+	if len(a.backends) < 2 {
+		return
+	}
+	weights := make([]uint64, len(a.backends))
+	var prev uint64
+	g := uint64(0)
+	for i, b := range a.backends {
+		weights[i] = b.upTo - prev
+		prev = b.upTo
+		g = gcd(g, weights[i])
+	}
+	var total uint64
+	for i := range weights {
+		weights[i] /= g
+		total += weights[i]
+	}
+	if total > maxSchedule {
+		return
+	}
+	current := make([]int64, len(weights))
+	a.schedule = make([]uint16, total)
+	for s := range a.schedule {
+		best := 0
+		for i, w := range weights {
+			current[i] += int64(w)
+			if current[i] > current[best] {
+				best = i
+			}
+		}
+		current[best] -= int64(total)
+		a.schedule[s] = uint16(best)
+	}
+}
+
+func gcd(a, b uint64) uint64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 // mirrorThis reports whether this request is among the mirror's fraction.

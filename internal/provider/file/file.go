@@ -122,9 +122,14 @@ func hidden(path string) bool {
 	return strings.HasPrefix(filepath.Base(path), ".")
 }
 
-// relevant filters out editor swap files and other noise.
+// relevant filters out editor swap files and other noise. "..data" is the one hidden
+// name that matters: Kubernetes updates a mounted ConfigMap or Secret by renaming a new
+// ..data symlink over the old one, and that is the only event such an update makes.
 func relevant(path string) bool {
 	base := filepath.Base(path)
+	if base == "..data" {
+		return true
+	}
 	if strings.HasPrefix(base, ".") || strings.HasSuffix(base, "~") || strings.HasSuffix(base, ".swp") {
 		return false
 	}
