@@ -264,6 +264,7 @@ func (s *Server) drain(sock *socket) {
 			sock.srv.Close()
 		}
 		<-sock.served
+		sock.handler.Close()
 	}()
 }
 
@@ -303,6 +304,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				errs <- err
 			}
 			<-sock.served
+			sock.handler.Close()
 		}()
 	}
 	wg.Wait()

@@ -51,7 +51,7 @@ func compileCerts(listeners []ir.Listener) (*certTable, error) {
 			return nil, fmt.Errorf("listener %s: TLS termination without a certificate", l.Name)
 		}
 		switch {
-		case tl.hostname == "":
+		case tl.hostname == "" || tl.hostname == "*":
 			if t.any == nil {
 				t.any = tl
 			}
@@ -84,13 +84,30 @@ func (t *certTable) listener(sni string) *tlsListener {
 	return t.any
 }
 
-func (l *tlsListener) certificate(sni string) *tls.Certificate {
-	if sni != "" {
-		for _, c := range l.certs {
-			if c.Leaf.VerifyHostname(sni) == nil {
-				return c
-			}
+// certificate picks, among the listener's certificates, the first that is valid for the
+// SNI and usable by the client (a listener may hold an ECDSA and an RSA certificate for
+// the same names, for clients that support only one), then the first valid for the SNI,
+// then the first usable, then the first.
+func (l *tlsListener) certificate(hello *tls.ClientHelloInfo) *tls.Certificate {
+	sni := hello.ServerName
+	var named, usable *tls.Certificate
+	for _, c := range l.certs {
+		nameOK := sni != "" && c.Leaf.VerifyHostname(sni) == nil
+		clientOK := hello.SupportsCertificate(c) == nil
+		switch {
+		case nameOK && clientOK:
+			return c
+		case nameOK && named == nil:
+			named = c
+		case clientOK && usable == nil:
+			usable = c
 		}
+	}
+	switch {
+	case named != nil:
+		return named
+	case usable != nil:
+		return usable
 	}
 	return l.certs[0]
 }
@@ -119,7 +136,7 @@ func newTLSListener(ln net.Listener, certs *certStore) net.Listener {
 			if l == nil || l.mode != ir.TLSTerminate {
 				return nil, errNoListener
 			}
-			return l.certificate(hello.ServerName), nil
+			return l.certificate(hello), nil
 		},
 	}
 	return tls.NewListener(ln, cfg)

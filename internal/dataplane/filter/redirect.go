@@ -3,6 +3,7 @@ package filter
 import (
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -21,7 +22,7 @@ func CompileRedirect(r *ir.Redirect, matchPrefix string) *Redirect {
 	if r == nil {
 		return nil
 	}
-	return &Redirect{ir: *r, prefix: matchPrefix}
+	return &Redirect{ir: *r, prefix: normalizePrefix(matchPrefix)}
 }
 
 // Location computes the redirect target. scheme and port are how the request arrived.
@@ -47,10 +48,6 @@ func (rd *Redirect) Location(r *http.Request, scheme string, listenerPort uint32
 	default:
 		port = listenerPort
 	}
-	path := r.URL.Path
-	if p := rd.ir.Path; p != nil {
-		path = rewritePath(path, p, rd.prefix)
-	}
 	var b strings.Builder
 	b.WriteString(outScheme)
 	b.WriteString("://")
@@ -63,9 +60,14 @@ func (rd *Redirect) Location(r *http.Request, scheme string, listenerPort uint32
 		b.WriteString(":")
 		b.WriteString(strconv.Itoa(int(port)))
 	}
-	u := *r.URL
-	u.Path, u.RawPath = path, ""
-	b.WriteString(u.EscapedPath())
+	if p := rd.ir.Path; p != nil {
+		var u url.URL
+		u.Path, u.RawPath = applyPath(r.URL, p, rd.prefix)
+		b.WriteString(u.EscapedPath())
+	} else {
+		// The path as the client spelled it (escapes such as %2F kept).
+		b.WriteString(r.URL.EscapedPath())
+	}
 	if r.URL.RawQuery != "" {
 		b.WriteString("?")
 		b.WriteString(r.URL.RawQuery)
@@ -92,6 +94,39 @@ func splitHost(hostport string) (string, uint32) {
 	return host, uint32(p)
 }
 
+// normalizePrefix drops a PathPrefix match's trailing slash: the API ignores it when
+// matching ("/foo/" matches like "/foo"), so replacements must too.
+func normalizePrefix(p string) string {
+	if len(p) > 1 {
+		return strings.TrimSuffix(p, "/")
+	}
+	return p
+}
+
+// applyPath returns the new path of u (decoded, and escaped when that differs from the
+// default escaping). A prefix replacement works on the escaped path when the request
+// used escapes that decoding would lose (such as %2F), so the rest of the path is
+// forwarded as the client sent it.
+func applyPath(u *url.URL, m *ir.PathModifier, prefix string) (path, rawPath string) {
+	if m.Type == ir.PrefixPath && u.RawPath != "" {
+		if esc := u.EscapedPath(); hasPathPrefix(esc, prefix) {
+			raw := rewritePath(esc, m, prefix)
+			if p, err := url.PathUnescape(raw); err == nil {
+				return p, raw
+			}
+		}
+	}
+	return rewritePath(u.Path, m, prefix), ""
+}
+
+// hasPathPrefix reports whether prefix matches path element by element.
+func hasPathPrefix(path, prefix string) bool {
+	if prefix == "/" || prefix == "" {
+		return true
+	}
+	return strings.HasPrefix(path, prefix) && (len(path) == len(prefix) || path[len(prefix)] == '/')
+}
+
 // rewritePath applies a full or prefix replacement. For a prefix replacement the matched
 // prefix is replaced whole-segment, and a replacement of "/" never leaves a double slash.
 func rewritePath(path string, m *ir.PathModifier, prefix string) string {
@@ -101,8 +136,6 @@ func rewritePath(path string, m *ir.PathModifier, prefix string) string {
 	rest := path
 	if prefix != "/" {
 		rest = strings.TrimPrefix(path, prefix)
-	} else {
-		rest = path
 	}
 	repl := m.Value
 	switch {

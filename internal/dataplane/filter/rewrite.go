@@ -18,7 +18,7 @@ func CompileRewrite(r *ir.Rewrite, matchPrefix string) *Rewrite {
 	if r == nil {
 		return nil
 	}
-	return &Rewrite{hostname: r.Hostname, path: r.Path, prefix: matchPrefix}
+	return &Rewrite{hostname: r.Hostname, path: r.Path, prefix: normalizePrefix(matchPrefix)}
 }
 
 // Apply rewrites out (the request about to be forwarded); in is the original.
@@ -30,7 +30,6 @@ func (rw *Rewrite) Apply(in, out *http.Request) {
 		out.Host = rw.hostname
 	}
 	if rw.path != nil {
-		out.URL.Path = rewritePath(in.URL.Path, rw.path, rw.prefix)
-		out.URL.RawPath = ""
+		out.URL.Path, out.URL.RawPath = applyPath(in.URL, rw.path, rw.prefix)
 	}
 }

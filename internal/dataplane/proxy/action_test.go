@@ -3,8 +3,8 @@ package proxy
 import (
 	"testing"
 
-	"github.com/portico-gw/portico/internal/ir"
 	"github.com/portico-gw/portico/internal/dataplane/upstream"
+	"github.com/portico-gw/portico/internal/ir"
 )
 
 func TestWeightedScheduleIsExactAndInterleaved(t *testing.T) {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,12 +33,20 @@ type Handler struct {
 	log      *slog.Logger
 	conns    *ConnTracker
 	mirrorsN chan struct{} // bounds concurrent mirror requests
+
+	// Mirror requests belong to the handler: they run under mirrorCtx, which Close
+	// cancels before taking every mirrorsN slot (so it waits for them and no new one
+	// starts).
+	mirrorCtx   context.Context
+	stopMirrors context.CancelFunc
+	closeOnce   sync.Once
 }
 
 // NewHandler returns a handler for a port; tls says whether the port terminates TLS.
 // Hijacked connections (WebSockets) are registered with conns so drain can wait for them.
 func NewHandler(port uint32, isTLS bool, conns *ConnTracker, log *slog.Logger) *Handler {
 	h := &Handler{port: port, tls: isTLS, log: log, conns: conns, mirrorsN: make(chan struct{}, 256)}
+	h.mirrorCtx, h.stopMirrors = context.WithCancel(context.Background())
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite:      h.rewrite,
 		Transport:    &dispatcher{},
@@ -45,6 +55,18 @@ func NewHandler(port uint32, isTLS bool, conns *ConnTracker, log *slog.Logger) *
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return h
+}
+
+// Close cancels the mirror requests in flight and waits for them to end; mirrors of
+// requests still being served are dropped from then on. Call it once the server has
+// stopped handing requests to h.
+func (h *Handler) Close() {
+	h.closeOnce.Do(func() {
+		h.stopMirrors()
+		for range cap(h.mirrorsN) {
+			h.mirrorsN <- struct{}{}
+		}
+	})
 }
 
 // Store makes t the table for new requests.
@@ -110,8 +132,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if a.direct != nil {
-		a.respHeaders.Apply(w.Header())
-		fail(w, a, a.direct.StatusCode, a.direct.Body)
+		writeDirect(w, a)
 		return
 	}
 	b := a.pickBackend()
@@ -141,6 +162,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rw := &responseWriter{ResponseWriter: w, req: r, action: a, backend: b, conns: h.conns}
 	h.proxy.ServeHTTP(rw, r)
+}
+
+// writeDirect sends a direct response: its status and exactly its body (http.Error would
+// append a newline), with the route's response headers; a Content-Type they set wins over
+// the text/plain default. gRPC routes answer in gRPC's terms, as fail does.
+func writeDirect(w http.ResponseWriter, a *Action) {
+	h := w.Header()
+	a.respHeaders.Apply(h)
+	if a.grpc {
+		fail(w, a, a.direct.StatusCode, a.direct.Body)
+		return
+	}
+	if a.direct.Body != "" {
+		if _, ok := h["Content-Type"]; !ok {
+			h["Content-Type"] = []string{"text/plain; charset=utf-8"}
+		}
+		h["Content-Length"] = []string{strconv.Itoa(len(a.direct.Body))}
+	}
+	w.WriteHeader(a.direct.StatusCode)
+	_, _ = io.WriteString(w, a.direct.Body)
 }
 
 // notFound answers a request no route matches; a gRPC client gets UNIMPLEMENTED.

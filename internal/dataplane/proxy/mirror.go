@@ -68,7 +68,7 @@ func (h *Handler) sendMirror(m *mirror, out *http.Request) {
 	if err != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(h.mirrorCtx, 10*time.Second)
 	defer cancel()
 	out = out.WithContext(ctx)
 	out.URL.Scheme = m.cluster.Scheme
