@@ -25,6 +25,8 @@ type tlsListener struct {
 	hostname string
 	mode     ir.TLSMode
 	certs    []*tls.Certificate
+	// unavailable listeners keep their hostname reserved: handshakes for it fail.
+	unavailable bool
 }
 
 func compileCerts(listeners []ir.Listener) (*certTable, error) {
@@ -47,7 +49,8 @@ func compileCerts(listeners []ir.Listener) (*certTable, error) {
 			}
 			tl.certs = append(tl.certs, &pair)
 		}
-		if tl.mode == ir.TLSTerminate && len(tl.certs) == 0 {
+		tl.unavailable = l.Unavailable != ""
+		if tl.mode == ir.TLSTerminate && len(tl.certs) == 0 && !tl.unavailable {
 			return nil, fmt.Errorf("listener %s: TLS termination without a certificate", l.Name)
 		}
 		switch {
@@ -133,7 +136,7 @@ func newTLSListener(ln net.Listener, certs *certStore) net.Listener {
 				return nil, errNoListener
 			}
 			l := t.listener(hello.ServerName)
-			if l == nil || l.mode != ir.TLSTerminate {
+			if l == nil || l.mode != ir.TLSTerminate || l.unavailable {
 				return nil, errNoListener
 			}
 			return l.certificate(hello), nil
