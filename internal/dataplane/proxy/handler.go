@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,6 +90,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if t == nil {
 		http.Error(w, "gateway not configured", http.StatusServiceUnavailable)
 		return
+	}
+	if p, changed := cleanPath(r.URL.Path); changed {
+		// Route (and forward) the path the backend will resolve: "/public/../admin" must
+		// not match a rule for /public.
+		r.URL.Path, r.URL.RawPath = p, ""
 	}
 	host := router.NormalizeHost(r.Host)
 	l := t.Listener(host)
@@ -182,6 +188,23 @@ func writeDirect(w http.ResponseWriter, a *Action) {
 	}
 	w.WriteHeader(a.direct.StatusCode)
 	_, _ = io.WriteString(w, a.direct.Body)
+}
+
+// cleanPath resolves "." and ".." segments and repeated slashes, keeping a trailing
+// slash; it allocates only when the path needs cleaning.
+func cleanPath(p string) (string, bool) {
+	if p == "" {
+		return "/", true
+	}
+	if !strings.Contains(p, "//") && !strings.Contains(p, "/./") && !strings.Contains(p, "/../") &&
+		!strings.HasSuffix(p, "/.") && !strings.HasSuffix(p, "/..") && p[0] == '/' {
+		return p, false
+	}
+	cleaned := path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && cleaned != "/" {
+		cleaned += "/"
+	}
+	return cleaned, cleaned != p
 }
 
 // notFound answers a request no route matches; a gRPC client gets UNIMPLEMENTED.

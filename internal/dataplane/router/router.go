@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 
 	"github.com/portico-gw/portico/internal/ir"
@@ -19,7 +20,7 @@ import (
 // route (its compiled action); the router only carries it.
 type Table[A any] struct {
 	exact    map[string]*Listener[A]
-	wildcard []*Listener[A] // "*.suffix", most specific first
+	wildcard map[string]*Listener[A] // ".suffix" of "*.suffix" -> listener
 	any      *Listener[A]   // the listener without a hostname
 	all      []*Listener[A] // IR order
 }
@@ -31,7 +32,7 @@ type Listener[A any] struct {
 	IR       *ir.Listener
 
 	exact    map[string]*vhost[A]
-	wildcard []*vhost[A]
+	wildcard map[string]*vhost[A] // ".suffix" of "*.suffix" -> virtual host
 	any      *vhost[A]
 }
 
@@ -76,10 +77,10 @@ type queryMatch struct {
 // Compile builds the table of one port. build turns each IR route into the caller's
 // action; its error rejects the whole table.
 func Compile[A any](listeners []ir.Listener, build func(l *ir.Listener, r *ir.Route) (A, error)) (*Table[A], error) {
-	t := &Table[A]{exact: map[string]*Listener[A]{}}
+	t := &Table[A]{exact: map[string]*Listener[A]{}, wildcard: map[string]*Listener[A]{}}
 	for i := range listeners {
 		irl := &listeners[i]
-		l := &Listener[A]{Name: irl.Name, Hostname: irl.Hostname, IR: irl, exact: map[string]*vhost[A]{}}
+		l := &Listener[A]{Name: irl.Name, Hostname: irl.Hostname, IR: irl, exact: map[string]*vhost[A]{}, wildcard: map[string]*vhost[A]{}}
 		for j := range irl.VirtualHosts {
 			vh, err := compileVHost(irl, &irl.VirtualHosts[j], build)
 			if err != nil {
@@ -91,36 +92,32 @@ func Compile[A any](listeners []ir.Listener, build func(l *ir.Listener, r *ir.Ro
 					l.any = vh
 				}
 			case strings.HasPrefix(vh.hostname, "*."):
-				l.wildcard = append(l.wildcard, vh)
+				if key := strings.ToLower(vh.hostname[1:]); l.wildcard[key] == nil {
+					l.wildcard[key] = vh // first in IR order wins
+				}
 			default:
-				l.exact[strings.ToLower(vh.hostname)] = vh
+				if key := strings.ToLower(vh.hostname); l.exact[key] == nil {
+					l.exact[key] = vh // first in IR order wins, as for "*"
+				}
 			}
 		}
-		sortWildcards(l.wildcard, func(v *vhost[A]) string { return v.hostname })
 		switch {
 		case irl.Hostname == "" || irl.Hostname == "*":
 			if t.any == nil {
 				t.any = l
 			}
 		case strings.HasPrefix(irl.Hostname, "*."):
-			t.wildcard = append(t.wildcard, l)
+			if key := strings.ToLower(irl.Hostname[1:]); t.wildcard[key] == nil {
+				t.wildcard[key] = l // first in IR order wins
+			}
 		default:
-			t.exact[strings.ToLower(irl.Hostname)] = l
+			if key := strings.ToLower(irl.Hostname); t.exact[key] == nil {
+				t.exact[key] = l // first in IR order wins, as for the hostname-less listener
+			}
 		}
 		t.all = append(t.all, l)
 	}
-	sortWildcards(t.wildcard, func(l *Listener[A]) string { return l.Hostname })
 	return t, nil
-}
-
-// sortWildcards orders "*.suffix" patterns longest suffix first (insertion sort: the
-// lists are short and usually sorted already).
-func sortWildcards[T any](xs []T, host func(T) string) {
-	for i := 1; i < len(xs); i++ {
-		for j := i; j > 0 && len(host(xs[j])) > len(host(xs[j-1])); j-- {
-			xs[j], xs[j-1] = xs[j-1], xs[j]
-		}
-	}
 }
 
 func compileVHost[A any](l *ir.Listener, v *ir.VirtualHost, build func(*ir.Listener, *ir.Route) (A, error)) (*vhost[A], error) {
@@ -147,7 +144,7 @@ func compileRoute[A any](r *ir.Route) (*Route[A], error) {
 			out.path = "/"
 		}
 	case ir.PathRegex:
-		re, err := regexp.Compile(`^(?:` + out.path + `)$`)
+		re, err := compileFull(out.path)
 		if err != nil {
 			return nil, fmt.Errorf("path regex: %w", err)
 		}
@@ -158,7 +155,7 @@ func compileRoute[A any](r *ir.Route) (*Route[A], error) {
 	for _, h := range r.Match.Headers {
 		m := headerMatch{name: http.CanonicalHeaderKey(h.Name), value: h.Value}
 		if h.Type == ir.MatchRegex {
-			re, err := regexp.Compile(`^(?:` + h.Value + `)$`)
+			re, err := compileFull(h.Value)
 			if err != nil {
 				return nil, fmt.Errorf("header %s regex: %w", h.Name, err)
 			}
@@ -169,7 +166,7 @@ func compileRoute[A any](r *ir.Route) (*Route[A], error) {
 	for _, q := range r.Match.QueryParams {
 		m := queryMatch{name: q.Name, value: q.Value}
 		if q.Type == ir.MatchRegex {
-			re, err := regexp.Compile(`^(?:` + q.Value + `)$`)
+			re, err := compileFull(q.Value)
 			if err != nil {
 				return nil, fmt.Errorf("query %s regex: %w", q.Name, err)
 			}
@@ -178,6 +175,16 @@ func compileRoute[A any](r *ir.Route) (*Route[A], error) {
 		out.query = append(out.query, m)
 	}
 	return out, nil
+}
+
+// compileFull compiles a regex that must match the whole value. The pattern is parsed
+// alone first: wrapped in ^(?:...)$ an unbalanced pattern such as "a)|(b" would compile
+// and lose its anchoring.
+func compileFull(pattern string) (*regexp.Regexp, error) {
+	if _, err := syntax.Parse(pattern, syntax.Perl); err != nil {
+		return nil, err
+	}
+	return regexp.Compile(`^(?:` + pattern + `)$`)
 }
 
 // index builds the path maps when the route order allows it (see vhost.indexed).
@@ -227,18 +234,18 @@ func (t *Table[A]) Listener(host string) *Listener[A] {
 	if l, ok := t.exact[host]; ok {
 		return l
 	}
-	for _, l := range t.wildcard {
-		if matchWildcard(l.Hostname, host) {
-			return l
+	// Suffixes from the longest (most specific wildcard) to the shortest; a wildcard
+	// needs at least one label in front, so the suffix starts after the first byte.
+	if len(t.wildcard) > 0 {
+		for i := 1; i < len(host); i++ {
+			if host[i] == '.' {
+				if l, ok := t.wildcard[host[i:]]; ok {
+					return l
+				}
+			}
 		}
 	}
 	return t.any
-}
-
-// matchWildcard reports whether "*.suffix" covers host (one or more labels in front).
-func matchWildcard(pattern, host string) bool {
-	suffix := pattern[1:] // ".suffix"
-	return len(host) > len(suffix) && host[len(host)-len(suffix):] == suffix
 }
 
 // Route finds the route for r on this listener, trying the virtual hosts that match
@@ -249,10 +256,14 @@ func (l *Listener[A]) Route(host string, r *http.Request) *Route[A] {
 			return rt
 		}
 	}
-	for _, vh := range l.wildcard {
-		if matchWildcard(vh.hostname, host) {
-			if rt := vh.match(r); rt != nil {
-				return rt
+	if len(l.wildcard) > 0 {
+		for i := 1; i < len(host); i++ {
+			if host[i] == '.' {
+				if vh, ok := l.wildcard[host[i:]]; ok {
+					if rt := vh.match(r); rt != nil {
+						return rt
+					}
+				}
 			}
 		}
 	}
@@ -326,8 +337,8 @@ func (rt *Route[A]) matchRest(r *http.Request) bool {
 	}
 	for i := range rt.headers {
 		h := &rt.headers[i]
-		vals, ok := r.Header[h.name]
-		if !ok {
+		vals := r.Header[h.name]
+		if len(vals) == 0 {
 			return false
 		}
 		v := vals[0]
