@@ -17,3 +17,9 @@ fmt:
 generate:
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/portico
+
+# Side-by-side lab (bench/run.sh): direct, nginx and Portico under wrk; writes
+# bench/results/latest.md. Installs wrk and nginx if missing.
+.PHONY: bench
+bench:
+	bench/run.sh

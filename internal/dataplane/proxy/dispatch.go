@@ -13,6 +13,9 @@ import (
 // errBackendTimeout marks an attempt that ran past the route's backendRequest timeout.
 var errBackendTimeout = errors.New("backend request timeout")
 
+// errNoTransport marks a cluster that does not speak HTTP.
+var errNoTransport = errors.New("the backend cluster does not speak HTTP")
+
 // dispatcher is the reverse proxy's RoundTripper: it sends the request to an endpoint
 // of the chosen cluster, retrying on other endpoints as the route's retry policy says,
 // and bounds each attempt by the backend timeout.
@@ -21,6 +24,11 @@ type dispatcher struct{}
 func (dispatcher) RoundTrip(req *http.Request) (*http.Response, error) {
 	st := req.Context().Value(stateKey{}).(*reqState)
 	a, c := st.action, st.backend.cluster
+	if c.Transport == nil {
+		// A stream (TCP/UDP) cluster behind an HTTP route: the translator never emits
+		// one, but a nil transport must not crash the request.
+		return nil, errNoTransport
+	}
 	attempts := 1
 	canRetry := a.retry != nil && (req.Body == nil || req.Body == http.NoBody || req.GetBody != nil)
 	if canRetry {

@@ -21,8 +21,8 @@ import (
 type Table[A any] struct {
 	exact    map[string]*Listener[A]
 	wildcard map[string]*Listener[A] // ".suffix" of "*.suffix" -> listener
-	any      *Listener[A]   // the listener without a hostname
-	all      []*Listener[A] // IR order
+	any      *Listener[A]            // the listener without a hostname
+	all      []*Listener[A]          // IR order
 }
 
 // Listener is one Gateway listener's routing.
