@@ -239,6 +239,7 @@ func (s *Server) bind(key socketKey, gateway string) (*socket, error) {
 		sock.ln = newTLSListener(ln, sock.certs)
 	} else {
 		protocols.SetUnencryptedHTTP2(true)
+		sock.ln = framingListener{Listener: ln, maxHead: s.opts.MaxHeaderBytes + 8<<10}
 	}
 	sock.srv.Protocols = protocols
 	return sock, nil

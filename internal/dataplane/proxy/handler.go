@@ -155,7 +155,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	ctx := r.Context()
-	if a.requestTimeout > 0 {
+	if a.requestTimeout > 0 && !isUpgrade(r) { // an upgrade's handshake is bounded in the dispatcher; the tunnel is not
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, a.requestTimeout)
 		defer cancel()
@@ -246,7 +246,10 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		return
 	}
 	code := http.StatusBadGateway
+	var bodyErr *clientBodyError
 	switch {
+	case errors.As(err, &bodyErr):
+		code = http.StatusBadRequest
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errBackendTimeout):
 		code = http.StatusGatewayTimeout
 	case errors.Is(err, upstream.ErrNoEndpoints), isConnectError(err):
