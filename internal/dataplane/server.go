@@ -128,6 +128,24 @@ func (s *Server) Apply(cfg *ir.Config) error {
 		return err
 	}
 
+	// A live socket whose key is gone but whose port a new key needs (the port changed
+	// kind, or its address changed to or from the wildcard) must let the port go first,
+	// or the new bind fails with EADDRINUSE. Serve returns as soon as the listener is
+	// closed; the socket's open connections keep draining in the background.
+	for key, sock := range s.sockets {
+		if _, keep := ports[key]; keep {
+			continue
+		}
+		for nk := range ports {
+			if _, live := s.sockets[nk]; !live && nk.port == key.port && (nk.address == key.address || isWildcardAddr(nk.address) || isWildcardAddr(key.address)) {
+				delete(s.sockets, key)
+				s.drain(sock)
+				<-sock.served
+				break
+			}
+		}
+	}
+
 	// Bind what is new before touching anything live.
 	fresh := map[socketKey]*socket{}
 	for key, cp := range ports {
@@ -315,6 +333,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if c.Transport != nil {
 			c.Transport.CloseIdleConnections()
 		}
+		if c.Fast != nil {
+			c.Fast.Close()
+		}
 	}
 	close(errs)
 	if err := <-errs; err != nil {
@@ -324,4 +345,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 	return nil
+}
+
+// isWildcardAddr reports whether addr binds every local address.
+func isWildcardAddr(addr string) bool {
+	ip := net.ParseIP(addr)
+	return addr == "" || (ip != nil && ip.IsUnspecified())
 }

@@ -69,7 +69,11 @@ func (dispatcher) RoundTrip(req *http.Request) (*http.Response, error) {
 		if isUpgrade(out) {
 			timeout = handshakeTimeout(a)
 		}
-		resp, err := roundTripOnce(c.Transport, out, timeout)
+		var rt http.RoundTripper = c.Transport
+		if c.Fast != nil && !isUpgrade(out) {
+			rt = c.Fast
+		}
+		resp, err := roundTripOnce(rt, out, timeout)
 		last := attempt == attempts-1
 		if err != nil && sent != nil {
 			if bad := sent.err.Load(); bad != nil {

@@ -25,6 +25,9 @@ type Cluster struct {
 	Protocol  ir.Protocol
 	Scheme    string // "http" or "https"
 	Transport *http.Transport
+	// Fast serves plain-text HTTP/1.1 requests (not upgrades) when set; Transport
+	// serves everything else.
+	Fast *H1Pool
 	// Invalid, when set, means requests to the cluster answer 500 (see ir.Cluster.Invalid).
 	Invalid string
 
@@ -77,11 +80,13 @@ func (o *Options) defaults() {
 // Set is the clusters of one config, by name.
 type Set map[string]*Cluster
 
-// Build compiles clusters, reusing the transport (and its warm connections) of any
-// cluster in prev whose configuration is unchanged. The returned list holds the
-// transports of prev that are no longer used, for the caller to close once the new set
-// is live.
-func Build(clusters []ir.Cluster, prev Set, opts Options) (Set, []*http.Transport, error) {
+// IdleCloser is a connection pool whose idle connections can be closed.
+type IdleCloser interface{ CloseIdleConnections() }
+
+// Build compiles clusters, reusing the transports (and their warm connections) of any
+// cluster in prev whose configuration is unchanged. The returned list holds the pools
+// of prev that are no longer used, for the caller to close once the new set is live.
+func Build(clusters []ir.Cluster, prev Set, opts Options) (Set, []IdleCloser, error) {
 	opts.defaults()
 	out := make(Set, len(clusters))
 	for i := range clusters {
@@ -91,11 +96,14 @@ func Build(clusters []ir.Cluster, prev Set, opts Options) (Set, []*http.Transpor
 		}
 		out[c.Name] = c
 	}
-	var unused []*http.Transport
+	var unused []IdleCloser
 	for name, old := range prev {
 		if c, ok := out[name]; !ok || c.Transport != old.Transport {
 			if old.Transport != nil {
 				unused = append(unused, old.Transport)
+			}
+			if old.Fast != nil {
+				unused = append(unused, old.Fast)
 			}
 		}
 	}
@@ -115,7 +123,7 @@ func build(ic *ir.Cluster, prev Set, opts Options) (*Cluster, error) {
 	}
 	c.key = transportKey(ic)
 	if old, ok := prev[ic.Name]; ok && old.key == c.key && old.Transport != nil {
-		c.Transport = old.Transport
+		c.Transport, c.Fast = old.Transport, old.Fast
 		return c, nil
 	}
 	switch ic.Protocol {
@@ -128,6 +136,9 @@ func build(ic *ir.Cluster, prev Set, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c.Transport = t
+	if ic.Protocol == ir.UpstreamHTTP1 && ic.TLS == nil {
+		c.Fast = NewH1Pool(opts.DialTimeout, opts.MaxIdleConnsPerHost, opts.IdleConnTimeout)
+	}
 	return c, nil
 }
 
