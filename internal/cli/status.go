@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/portico-gw/portico/internal/admin"
+	"github.com/portico-gw/portico/internal/translate"
 )
 
 func newStatusCommand() *cobra.Command {
@@ -87,13 +88,7 @@ func printStatus(w io.Writer, doc *admin.StatusDocument) bool {
 		fmt.Fprintln(tw, "ROUTE\tPARENT\tACCEPTED\tRESOLVED\tDETAILS")
 		for _, r := range st.Routes {
 			for _, p := range r.Status.Parents {
-				parent := string(p.ParentRef.Name)
-				if p.ParentRef.Namespace != nil {
-					parent = string(*p.ParentRef.Namespace) + "/" + parent
-				}
-				if p.ParentRef.SectionName != nil {
-					parent += "/" + string(*p.ParentRef.SectionName)
-				}
+				parent := translate.ParentName(p.ParentRef)
 				acc, _, res, detail := summarize(p.Conditions)
 				bad = bad || acc == "False" || res == "False"
 				fmt.Fprintf(tw, "%s %s/%s\t%s\t%s\t%s\t%s\n", r.Kind, r.Namespace, r.Name, parent, acc, res, detail)

@@ -14,13 +14,13 @@ import (
 func (s *Status) StampTransitions(prev *Status, now metav1.Time) {
 	old := map[string]metav1.Condition{}
 	if prev != nil {
-		prev.eachConditions(func(where string, conds []metav1.Condition) {
+		prev.eachConditions(func(where, _ string, conds []metav1.Condition) {
 			for _, c := range conds {
 				old[where+"|"+c.Type] = c
 			}
 		})
 	}
-	s.eachConditions(func(where string, conds []metav1.Condition) {
+	s.eachConditions(func(where, _ string, conds []metav1.Condition) {
 		for i := range conds {
 			c := &conds[i]
 			if o, ok := old[where+"|"+c.Type]; ok && o.Status == c.Status && !o.LastTransitionTime.IsZero() {
@@ -32,38 +32,47 @@ func (s *Status) StampTransitions(prev *Status, now metav1.Time) {
 	})
 }
 
-// eachConditions calls fn with every condition list and a key naming where it lives.
-func (s *Status) eachConditions(fn func(where string, conds []metav1.Condition)) {
+// eachConditions calls fn with every condition list, a key naming where it lives
+// (stable across translations) and a label saying the same for people.
+func (s *Status) eachConditions(fn func(key, label string, conds []metav1.Condition)) {
 	for _, c := range s.GatewayClasses {
-		fn("gc/"+c.Name, c.Status.Conditions)
+		fn("gc/"+c.Name, "GatewayClass "+c.Name, c.Status.Conditions)
 	}
 	for _, g := range s.Gateways {
-		id := "gw/" + g.Namespace + "/" + g.Name
-		fn(id, g.Status.Conditions)
+		id := g.Namespace + "/" + g.Name
+		fn("gw/"+id, "Gateway "+id, g.Status.Conditions)
 		for _, l := range g.Status.Listeners {
-			fn(id+"/l/"+string(l.Name), l.Conditions)
+			fn("gw/"+id+"/l/"+string(l.Name), "Gateway "+id+" listener "+string(l.Name), l.Conditions)
 		}
 	}
 	for _, r := range s.Routes {
 		for _, p := range r.Status.Parents {
-			fn(r.Kind+"/"+r.Namespace+"/"+r.Name+"/p/"+parentKey(p.ParentRef), p.Conditions)
+			id := r.Kind + " " + r.Namespace + "/" + r.Name
+			fn(id+"/p/"+parentKey(p.ParentRef), id+" on "+ParentName(p.ParentRef), p.Conditions)
 		}
 	}
 	for _, p := range s.BackendTLSPolicies {
 		for _, a := range p.Status.Ancestors {
-			fn(p.Kind+"/"+p.Namespace+"/"+p.Name+"/a/"+parentKey(a.AncestorRef), a.Conditions)
+			id := p.Kind + " " + p.Namespace + "/" + p.Name
+			fn(id+"/a/"+parentKey(a.AncestorRef), id+" for Gateway "+ParentName(a.AncestorRef), a.Conditions)
 		}
 	}
 }
 
-func parentKey(ref gwv1.ParentReference) string {
-	k := string(ref.Name)
+// ParentName renders a parentRef as "namespace/name[/section]".
+func ParentName(ref gwv1.ParentReference) string {
+	name := string(ref.Name)
 	if ref.Namespace != nil {
-		k = string(*ref.Namespace) + "/" + k
+		name = string(*ref.Namespace) + "/" + name
 	}
 	if ref.SectionName != nil {
-		k += "#" + string(*ref.SectionName)
+		name += "/" + string(*ref.SectionName)
 	}
+	return name
+}
+
+func parentKey(ref gwv1.ParentReference) string {
+	k := ParentName(ref)
 	if ref.Port != nil {
 		k += ":" + strconv.Itoa(int(*ref.Port))
 	}
