@@ -124,18 +124,7 @@ func lfClusters(bs ...*lfBackend) []ir.Cluster {
 // lfStart applies cfg to a new Server and shuts it down when the test ends.
 func lfStart(t *testing.T, cfg *ir.Config) *Server {
 	t.Helper()
-	s := New(Options{})
-	if err := s.Apply(cfg); err != nil {
-		t.Fatalf("apply: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return s
+	return startServer(t, Options{}, cfg)
 }
 
 // lfPrefix is a route forwarding a path prefix to one cluster.

@@ -1,7 +1,6 @@
 package dataplane
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -9,21 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/portico-gw/portico/internal/ir"
 )
-
-// freePort returns a port that was free on 127.0.0.1 a moment ago.
-func freePort(t *testing.T) uint32 {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return uint32(ln.Addr().(*net.TCPAddr).Port)
-}
 
 func backend(t *testing.T, name string) ir.Endpoint {
 	t.Helper()
@@ -56,17 +43,7 @@ func TestSmokeHTTP(t *testing.T) {
 			{Name: "b", Protocol: ir.UpstreamHTTP1, Endpoints: []ir.Endpoint{backend(t, "b")}},
 		},
 	}
-	s := New(Options{})
-	if err := s.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-	}()
+	startServer(t, Options{}, cfg)
 	base := "http://127.0.0.1:" + strconv.Itoa(int(port))
 	for path, want := range map[string]string{"/api/x": "b", "/apix": "a", "/": "a"} {
 		resp, err := http.Get(base + path)

@@ -96,17 +96,7 @@ func (l *swapLog) String() string {
 func swapServerLogged(t testing.TB, cfg *ir.Config) (*Server, *swapLog) {
 	t.Helper()
 	logs := &swapLog{}
-	s := New(Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	if err := s.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
+	s := startServer(t, Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}, cfg)
 	return s, logs
 }
 

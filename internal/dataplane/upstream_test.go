@@ -62,13 +62,7 @@ func fwdStart(t *testing.T, opts Options, routes []ir.Route, clusters ...ir.Clus
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
+	shutdownOnCleanup(t, s)
 	addr := "127.0.0.1:" + strconv.Itoa(int(port))
 	return &fwdGateway{srv: s, addr: addr, base: "http://" + addr}
 }
