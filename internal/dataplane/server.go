@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portico-gw/portico/internal/dataplane/h1"
 	"github.com/portico-gw/portico/internal/dataplane/proxy"
 	"github.com/portico-gw/portico/internal/dataplane/router"
 	"github.com/portico-gw/portico/internal/dataplane/upstream"
@@ -33,8 +34,12 @@ type Options struct {
 	MaxConcurrentStreams int
 	// DrainTimeout bounds how long a removed port serves in-flight requests (default 30s).
 	DrainTimeout time.Duration
-	Upstream     upstream.Options
-	Logger       *slog.Logger
+	// NetHTTP1 serves plain-text HTTP/1.x with net/http's server instead of the lean
+	// loop (package h1). The lean loop hands every unusual request to net/http anyway;
+	// this turns it off entirely, for comparison or as an escape hatch.
+	NetHTTP1 bool
+	Upstream upstream.Options
+	Logger   *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -96,10 +101,18 @@ type socket struct {
 	key     socketKey
 	gateway string
 	ln      net.Listener
-	srv     *http.Server
+	srv     httpServer
 	handler *proxy.Handler
 	certs   *certStore // TLS ports only
 	served  chan struct{}
+}
+
+// httpServer is what a socket needs of its server: net/http's, or the lean HTTP/1.1
+// loop on plain-text ports.
+type httpServer interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
 }
 
 // compiledPort is a port's new routing, ready to be stored in its socket.
@@ -241,7 +254,7 @@ func (s *Server) bind(key socketKey, gateway string) (*socket, error) {
 	}
 	sock := &socket{key: key, gateway: gateway, ln: ln, served: make(chan struct{})}
 	sock.handler = proxy.NewHandler(key.port, key.tls, s.conns, s.log.With("gateway", gateway, "address", key.String()))
-	sock.srv = &http.Server{
+	hs := &http.Server{
 		Handler:           sock.handler,
 		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
 		IdleTimeout:       s.opts.IdleTimeout,
@@ -251,15 +264,30 @@ func (s *Server) bind(key socketKey, gateway string) (*socket, error) {
 	}
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
-	if key.tls {
+	hs.Protocols = protocols
+	sock.srv = hs
+	maxHead := s.opts.MaxHeaderBytes + 8<<10
+	switch {
+	case key.tls:
 		protocols.SetHTTP2(true)
 		sock.certs = &certStore{}
 		sock.ln = newTLSListener(ln, sock.certs)
-	} else {
+	case s.opts.NetHTTP1:
 		protocols.SetUnencryptedHTTP2(true)
-		sock.ln = framingListener{Listener: ln, maxHead: s.opts.MaxHeaderBytes + 8<<10}
+		sock.ln = framingListener{Listener: ln, maxHead: maxHead}
+	default:
+		// The lean loop serves the common requests; net/http gets the connections it
+		// hands over (h2c, upgrades, chunked uploads, ...), behind the framing guard.
+		protocols.SetUnencryptedHTTP2(true)
+		sock.srv = &h1.Server{
+			Handler:           sock.handler,
+			ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
+			IdleTimeout:       s.opts.IdleTimeout,
+			Fallback:          hs,
+			WrapFallback:      func(c net.Conn) net.Conn { return &framingConn{Conn: c, maxHead: maxHead} },
+			Log:               s.log,
+		}
 	}
-	sock.srv.Protocols = protocols
 	return sock, nil
 }
 

@@ -48,7 +48,7 @@ type fwdGateway struct {
 
 // fwdStart applies a config with one HTTP port whose catch-all virtual host holds
 // routes, and shuts the data plane down at the end of the test.
-func fwdStart(t *testing.T, opts Options, routes []ir.Route, clusters ...ir.Cluster) *fwdGateway {
+func fwdStart(t testing.TB, opts Options, routes []ir.Route, clusters ...ir.Cluster) *fwdGateway {
 	t.Helper()
 	s := New(opts)
 	var port uint32
@@ -108,7 +108,7 @@ func fwdEndpoint(t testing.TB, addr string) ir.Endpoint {
 
 // fwdBackend starts an HTTP/1.1 backend; configure may adjust the server before it
 // starts (ConnState, Protocols, TLS).
-func fwdBackend(t *testing.T, h http.Handler, configure func(*httptest.Server)) *httptest.Server {
+func fwdBackend(t testing.TB, h http.Handler, configure func(*httptest.Server)) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)

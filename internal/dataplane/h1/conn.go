@@ -1,0 +1,398 @@
+package h1
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// Connection states, for Shutdown: only an idle connection may be closed under a client.
+const (
+	stateIdle   int32 = iota // waiting for the first byte of a request
+	stateActive              // reading or serving a request
+	stateClosed
+)
+
+// bufSize is the read buffer: a head must fit in it to be served by the lean loop.
+const bufSize = 4096
+
+// maxDiscard bounds how much of an unread request body is skipped to keep a connection.
+const maxDiscard = 256 << 10
+
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufSize) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufSize) }}
+)
+
+var errHandOff = errors.New("hand off")
+
+type conn struct {
+	s      *Server
+	rwc    net.Conn
+	in     connReader
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	ctx    context.Context
+	cancel context.CancelFunc
+	remote string
+	state  atomic.Int32
+	resp   response
+
+	// Disconnect watch (see watch).
+	timer     *time.Timer
+	watchMu   sync.Mutex
+	watchSt   uint8
+	watchDone chan struct{}
+	gone      atomic.Bool // the client closed its side while a request waited
+}
+
+// Watch states.
+const (
+	watchOff     uint8 = iota // no request waiting
+	watchArmed                // the timer runs
+	watchReading              // the watch read is in progress
+)
+
+// connReader is the bufio.Reader's source: the connection, after a byte the disconnect
+// watch may have read ahead.
+type connReader struct {
+	c       net.Conn
+	pending int // a byte read by the watch, or -1
+}
+
+func (r *connReader) Read(p []byte) (int, error) {
+	if r.pending >= 0 && len(p) > 0 {
+		p[0] = byte(r.pending)
+		r.pending = -1
+		return 1, nil
+	}
+	return r.c.Read(p)
+}
+
+func newConn(s *Server, rwc net.Conn) *conn {
+	c := &conn{s: s, rwc: rwc}
+	c.state.Store(stateIdle)
+	c.in = connReader{c: rwc, pending: -1}
+	return c
+}
+
+func (c *conn) serve() {
+	s := c.s
+	c.remote = c.rwc.RemoteAddr().String()
+	c.br = readerPool.Get().(*bufio.Reader)
+	c.br.Reset(&c.in)
+	c.bw = writerPool.Get().(*bufio.Writer)
+	c.bw.Reset(c.rwc)
+	c.ctx, c.cancel = context.WithCancel(context.WithValue(context.Background(), http.LocalAddrContextKey, c.rwc.LocalAddr()))
+	c.timer = time.AfterFunc(time.Hour, c.watch)
+	c.timer.Stop()
+	handedOff := false
+	defer func() {
+		c.timer.Stop()
+		c.cancel()
+		if !handedOff {
+			c.rwc.Close()
+			c.br.Reset(nil)
+			readerPool.Put(c.br)
+		}
+		c.bw.Reset(nil)
+		writerPool.Put(c.bw)
+		s.forget(c)
+	}()
+
+	first := true
+	for {
+		if c.br.Buffered() == 0 && c.in.pending < 0 {
+			wait := s.IdleTimeout
+			if first {
+				wait = s.ReadHeaderTimeout
+			}
+			c.rwc.SetReadDeadline(time.Now().Add(wait))
+			if _, err := c.br.Peek(1); err != nil {
+				return
+			}
+		}
+		if !c.state.CompareAndSwap(stateIdle, stateActive) {
+			return // closed by Shutdown
+		}
+		first = false
+		c.rwc.SetReadDeadline(time.Now().Add(s.ReadHeaderTimeout))
+		err := c.readHead()
+		if errors.Is(err, errHandOff) {
+			c.rwc.SetReadDeadline(time.Time{})
+			handedOff = true // the reader and its buffered bytes go with the connection
+			s.handOff(&handedConn{Conn: c.rwc, br: c.br, in: &c.in})
+			return
+		}
+		if err != nil {
+			return // timed out or closed before the head was complete
+		}
+		req, err := http.ReadRequest(c.br)
+		// leanHead admits only origin-form targets, so req.Host is the Host header's.
+		if err != nil {
+			c.badRequest("400 Bad Request")
+			return
+		}
+		if !httpguts.ValidHostHeader(req.Host) {
+			c.badRequest("400 Bad Request: malformed Host header")
+			return
+		}
+		if !c.serveRequest(req) || s.shutting.Load() {
+			return
+		}
+		c.state.Store(stateIdle)
+	}
+}
+
+// readHead waits until a complete request head is buffered and decides whether the lean
+// loop serves it (nil) or hands the connection over (errHandOff).
+func (c *conn) readHead() error {
+	for {
+		buf, _ := c.br.Peek(c.br.Buffered())
+		if end := headEnd(buf); end > 0 {
+			if !leanHead(buf[:end]) {
+				return errHandOff
+			}
+			return nil
+		}
+		if len(buf) >= bufSize {
+			return errHandOff // a long head: net/http applies MaxHeaderBytes
+		}
+		if _, err := c.br.Peek(len(buf) + 1); err != nil {
+			if len(buf) > 0 && errors.Is(err, io.EOF) {
+				return errHandOff // a cut-short head: net/http answers it
+			}
+			return err
+		}
+	}
+}
+
+// headEnd returns the length of the head at the start of b (through the empty line that
+// ends it), or 0 while it is incomplete.
+func headEnd(b []byte) int {
+	i := bytes.Index(b, []byte("\n\r\n"))
+	j := bytes.Index(b, []byte("\n\n"))
+	switch {
+	case i < 0 && j < 0:
+		return 0
+	case i < 0 || (j >= 0 && j < i):
+		return j + 2
+	default:
+		return i + 3
+	}
+}
+
+// handedConn is a connection given to the fallback server: it reads first what the lean
+// loop has buffered.
+type handedConn struct {
+	net.Conn
+	br *bufio.Reader
+	in *connReader
+}
+
+func (h *handedConn) Read(p []byte) (int, error) {
+	if h.br.Buffered() > 0 {
+		return h.br.Read(p)
+	}
+	return h.in.Read(p)
+}
+
+// CloseWrite keeps net/http's graceful close (FIN before close) working.
+func (h *handedConn) CloseWrite() error {
+	if cw, ok := h.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// badRequest answers a request the loop refuses, in net/http's words; the connection
+// then closes.
+func (c *conn) badRequest(status string) {
+	c.rwc.SetWriteDeadline(time.Now().Add(time.Second))
+	io.WriteString(c.rwc, "HTTP/1.1 "+status+"\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"+status)
+}
+
+// serveRequest serves one request and reports whether the connection may serve another.
+func (c *conn) serveRequest(req *http.Request) bool {
+	req.RemoteAddr = c.remote
+	req = req.WithContext(c.ctx)
+	var body *requestBody
+	if req.Body != http.NoBody {
+		// A body is not bounded by the head's deadline (as net/http without ReadTimeout).
+		c.rwc.SetReadDeadline(time.Time{})
+		body = &requestBody{r: req.Body, c: c, left: req.ContentLength}
+		req.Body = body
+	} else if c.br.Buffered() == 0 {
+		c.armWatch()
+	}
+
+	w := &c.resp
+	w.reset(c, req, body)
+	if !c.runHandler(w, req) {
+		c.stopWatch()
+		return false
+	}
+	c.stopWatch()
+	keep := w.finish() && !c.gone.Load()
+	if body != nil && !body.finish(keep) {
+		keep = false
+	}
+	if err := c.bw.Flush(); err != nil {
+		return false
+	}
+	return keep
+}
+
+// runHandler calls the handler and reports false if it panicked (the connection is then
+// closed without completing the response, as net/http does).
+func (c *conn) runHandler(w *response, req *http.Request) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				c.s.Log.Error("panic serving request", "remote", c.remote, "panic", p)
+			}
+			ok = false
+		}
+	}()
+	c.s.Handler.ServeHTTP(w, req)
+	return true
+}
+
+// requestBody wraps the request body: it arms the disconnect watch at the body's end,
+// and after the handler it skips what is left (bounded) and refuses further reads.
+type requestBody struct {
+	mu     sync.Mutex
+	r      io.ReadCloser
+	c      *conn
+	left   int64 // bytes not read yet
+	eof    bool
+	closed bool
+}
+
+func (b *requestBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	if err == io.EOF && !b.eof {
+		b.eof = true
+		if b.c.br.Buffered() == 0 {
+			b.c.armWatch()
+		}
+	}
+	return n, err
+}
+
+// Close is a no-op for the handler: the server decides what happens to the rest.
+func (b *requestBody) Close() error { return nil }
+
+// beforeHead runs as the response head is written, as in net/http: the unread rest of
+// the body is skipped now if it is small, and the connection is marked to close if it
+// is not. It reports whether the connection can be kept.
+func (b *requestBody) beforeHead() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.eof {
+		return true
+	}
+	if b.closed || b.left >= maxDiscard {
+		return false
+	}
+	return b.skipLocked()
+}
+
+func (b *requestBody) skipLocked() bool {
+	n, err := io.Copy(io.Discard, io.LimitReader(b.r, maxDiscard+1))
+	b.left -= n
+	if err == nil && b.left == 0 {
+		b.eof = true
+	}
+	return b.eof
+}
+
+// finish runs after the handler: reads are refused from now on. It reports whether the
+// next request's head is where the reader now is.
+func (b *requestBody) finish(keep bool) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	if b.eof {
+		return true
+	}
+	return keep && b.left < maxDiscard && b.skipLocked()
+}
+
+// armWatch starts the disconnect watch's timer for the request being served.
+func (c *conn) armWatch() {
+	c.watchMu.Lock()
+	if c.watchSt == watchOff {
+		c.watchSt = watchArmed
+		c.timer.Reset(c.s.WatchDelay)
+	}
+	c.watchMu.Unlock()
+}
+
+// watch runs when a request has waited WatchDelay: it reads from the connection, which
+// the client should leave silent until it has the response. EOF or an error means the
+// client went away: the request's context is cancelled. A byte (the next pipelined
+// request) is kept for the reader.
+func (c *conn) watch() {
+	c.watchMu.Lock()
+	if c.watchSt != watchArmed {
+		c.watchMu.Unlock()
+		return
+	}
+	c.rwc.SetReadDeadline(time.Time{}) // under the lock, so stopWatch's deadline comes after
+	c.watchSt = watchReading
+	done := make(chan struct{})
+	c.watchDone = done
+	c.watchMu.Unlock()
+
+	var b [1]byte
+	n, err := c.rwc.Read(b[:])
+	if n == 1 {
+		c.in.pending = int(b[0])
+	} else if !isTimeout(err) {
+		c.gone.Store(true)
+		c.cancel()
+	}
+	close(done)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// stopWatch ends the watch when the handler is done, waiting for a watch read to stop.
+func (c *conn) stopWatch() {
+	c.watchMu.Lock()
+	st := c.watchSt
+	c.watchSt = watchOff
+	switch st {
+	case watchArmed:
+		c.timer.Stop()
+	case watchReading:
+		c.rwc.SetReadDeadline(aLongTimeAgo)
+	}
+	done := c.watchDone
+	c.watchDone = nil
+	c.watchMu.Unlock()
+	if st == watchReading {
+		<-done
+	}
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
