@@ -17,6 +17,8 @@
 #
 # Settings (environment): RUNS=5 DURATION=10 (seconds) CONNS=64 WARMUP=2 (seconds)
 # PROXY_CPU=0 LOAD_CPU=1 BACKEND_PORT=18080 NGINX_PORT=18081 PORTICO_PORT=18082
+# PORTICO_NET_PORT=18083 (Portico with net/http's HTTP/1.1 server instead of its lean loop,
+# target "portico-nethttp", for comparison)
 # RESULTS (directory for the reports, default bench/results)
 set -euo pipefail
 
@@ -33,6 +35,7 @@ LOAD_CPU=${LOAD_CPU:-1}
 BACKEND_PORT=${BACKEND_PORT:-18080}
 NGINX_PORT=${NGINX_PORT:-18081}
 PORTICO_PORT=${PORTICO_PORT:-18082}
+PORTICO_NET_PORT=${PORTICO_NET_PORT:-18083}
 MODE=${1:-run}
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -287,12 +290,15 @@ start nginx "$PROXY_CPU" nginx -e "$WORK/nginx/error.log" -p "$WORK/nginx" -c "$
 nginx_pid=$STARTED
 start portico "$PROXY_CPU" env GOMAXPROCS=1 "$WORK/portico" -listen "127.0.0.1:$PORTICO_PORT" -backend "127.0.0.1:$BACKEND_PORT"
 portico_pid=$STARTED
+start portico-nethttp "$PROXY_CPU" env GOMAXPROCS=1 "$WORK/portico" -nethttp -listen "127.0.0.1:$PORTICO_NET_PORT" -backend "127.0.0.1:$BACKEND_PORT"
+portico_net_pid=$STARTED
 wait_port "$NGINX_PORT" "$WORK/nginx.log"
 wait_port "$PORTICO_PORT" "$WORK/portico.log"
+wait_port "$PORTICO_NET_PORT" "$WORK/portico-nethttp.log"
 
-TARGETS=(direct nginx portico)
-declare -A PORT=([direct]=$BACKEND_PORT [nginx]=$NGINX_PORT [portico]=$PORTICO_PORT)
-declare -A PROC=([direct]="" [nginx]=$nginx_pid [portico]=$portico_pid)
+TARGETS=(direct nginx portico portico-nethttp)
+declare -A PORT=([direct]=$BACKEND_PORT [nginx]=$NGINX_PORT [portico]=$PORTICO_PORT [portico-nethttp]=$PORTICO_NET_PORT)
+declare -A PROC=([direct]="" [nginx]=$nginx_pid [portico]=$portico_pid [portico-nethttp]=$portico_net_pid)
 
 for t in "${TARGETS[@]}"; do
 	log "warm-up $t (${WARMUP}s)"
@@ -349,6 +355,7 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 	done
 	echo
 	echo "Portico / nginx: req/s $(ratio "${RPS[portico]}" "${RPS[nginx]}"), p99 $(ratio "${P99[portico]}" "${P99[nginx]}"), requests per CPU-second $(ratio "${PERCPU[portico]}" "${PERCPU[nginx]}")."
+	echo "Portico with net/http's HTTP/1.1 server (portico-nethttp) / nginx: req/s $(ratio "${RPS[portico-nethttp]}" "${RPS[nginx]}"), p99 $(ratio "${P99[portico-nethttp]}" "${P99[nginx]}"), requests per CPU-second $(ratio "${PERCPU[portico-nethttp]}" "${PERCPU[nginx]}")."
 	echo
 	echo "\"proxy CPU busy\" is the proxy's CPU time over the run's length (100 % = its core saturated)."
 	echo "\"other load\" is CPU time used during the run by anything but the proxy, backend and wrk"
@@ -358,7 +365,7 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 	echo
 	echo '```'
 	for t in "${TARGETS[@]}"; do
-		awk -v t="$t" '{printf "%-8s %s\n", t, $0}' "$WORK/$t.runs"
+		awk -v t="$t" '{printf "%-15s %s\n", t, $0}' "$WORK/$t.runs"
 	done
 	echo '```'
 } >"$RESULTS/latest.md"

@@ -32,6 +32,7 @@ func run() error {
 	listen := flag.String("listen", "127.0.0.1:18082", "address the data plane binds")
 	backend := flag.String("backend", "127.0.0.1:18080", "the backend's address")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	netHTTP := flag.Bool("nethttp", false, "serve HTTP/1.1 with net/http's server instead of the lean loop")
 	flag.Parse()
 
 	cfg, err := config(*listen, *backend)
@@ -50,7 +51,7 @@ func run() error {
 		defer pprof.StopCPUProfile()
 	}
 
-	s := dataplane.New(dataplane.Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	s := dataplane.New(dataplane.Options{NetHTTP1: *netHTTP, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err := s.Apply(cfg); err != nil {
 		return err
 	}

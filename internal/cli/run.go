@@ -34,6 +34,7 @@ type runFlags struct {
 	defaultAddress string
 	drainTimeout   time.Duration
 	echoBackends   bool
+	netHTTP1       bool
 	opts           translate.Options
 }
 
@@ -67,6 +68,7 @@ good config keeps serving. SIGTERM or SIGINT drain in-flight requests and exit 0
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&f.defaultAddress, "default-address", "0.0.0.0", "address bound by Gateways that list none")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long a shutdown waits for in-flight requests")
+	fl.BoolVar(&f.netHTTP1, "net-http1", false, "serve plain-text HTTP/1.x with Go's net/http server instead of Portico's lean loop (slower; an escape hatch)")
 	fl.BoolVar(&f.echoBackends, "echo-backends", false, "also serve an echo backend on every loopback endpoint of the config's Backend objects (demos)")
 	fl.StringVar(&f.opts.ControllerName, "controller-name", translate.DefaultControllerName, "GatewayClass controllerName to serve")
 	fl.BoolVar(&f.opts.AllowExternalNameServices, "allow-external-name-services", false, "let routes use ExternalName Services")
@@ -89,7 +91,7 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 }
 
 func runGateway(ctx context.Context, f runFlags, stdout io.Writer, log *slog.Logger) error {
-	dp := dataplane.New(dataplane.Options{DefaultAddress: f.defaultAddress, DrainTimeout: f.drainTimeout, Logger: log})
+	dp := dataplane.New(dataplane.Options{DefaultAddress: f.defaultAddress, DrainTimeout: f.drainTimeout, NetHTTP1: f.netHTTP1, Logger: log})
 	state := &runState{}
 
 	adminLn, err := net.Listen("tcp", f.adminAddress)

@@ -57,6 +57,15 @@ func diffBackend(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusEarlyHints)
 		io.WriteString(w, "after early hints\n")
 		return
+	case "/echo/short":
+		// Declares 10 bytes, sends 5, and closes: the gateway cannot finish the response.
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			brw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nhello")
+			brw.Flush()
+			conn.Close()
+		}
+		return
 	case "/echo/large":
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, strings.Repeat("0123456789abcdef", 1024)) // 16 KiB, no length
@@ -129,6 +138,7 @@ var diffCases = []diffCase{
 	{name: "sniffed type", raw: "GET /echo/nocontenttype HTTP/1.1\r\nHost: h\r\n\r\n", expect: "text/html"},
 	{name: "streamed response", raw: "GET /echo/chunked HTTP/1.1\r\nHost: h\r\n\r\n", expect: "part 2"},
 	{name: "large response", raw: "GET /echo/large HTTP/1.1\r\nHost: h\r\n\r\n", expect: "chunked"},
+	{name: "short upstream body", raw: "GET /echo/short HTTP/1.1\r\nHost: h\r\n\r\n", expect: "unexpected EOF"},
 	{name: "trailers", raw: "GET /echo/trailers HTTP/1.1\r\nHost: h\r\n\r\n", expect: "abc123"},
 	{name: "no content", raw: "GET /echo/204 HTTP/1.1\r\nHost: h\r\n\r\n", expect: "204"},
 	{name: "not modified", raw: "GET /echo/304 HTTP/1.1\r\nHost: h\r\n\r\n", expect: "304"},

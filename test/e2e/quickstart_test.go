@@ -165,3 +165,18 @@ func TestQuickstartTraffic(t *testing.T) {
 		}
 	})
 }
+
+// --net-http1 swaps the lean HTTP/1.1 loop for net/http's server; traffic flows the same.
+func TestQuickstartWithNetHTTP1(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, quickstartPorts{}, "--echo-backends", "--net-http1")
+	for path, want := range map[string]string{"/": "shop/web", "/api/orders": "shop/api-v1"} {
+		reply, err := fetchEcho(g.client, g.url+path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		if reply.Name != want {
+			t.Errorf("GET %s went to %s, want %s", path, reply.Name, want)
+		}
+	}
+}

@@ -92,7 +92,11 @@ func (c *conn) serve() {
 	c.br.Reset(&c.in)
 	c.bw = writerPool.Get().(*bufio.Writer)
 	c.bw.Reset(c.rwc)
-	c.ctx, c.cancel = context.WithCancel(context.WithValue(context.Background(), http.LocalAddrContextKey, c.rwc.LocalAddr()))
+	// The context values net/http's server sets; ReverseProxy looks for ServerContextKey
+	// to know that a panic(http.ErrAbortHandler) will be recovered.
+	ctx := context.WithValue(context.Background(), http.ServerContextKey, s.Fallback)
+	ctx = context.WithValue(ctx, http.LocalAddrContextKey, c.rwc.LocalAddr())
+	c.ctx, c.cancel = context.WithCancel(ctx)
 	c.timer = time.AfterFunc(time.Hour, c.watch)
 	c.timer.Stop()
 	handedOff := false

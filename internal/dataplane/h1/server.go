@@ -106,7 +106,8 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // Shutdown stops accepting, closes idle connections, and waits until the active ones
 // have finished their request (they close after it) and the fallback has shut down, or
-// until ctx is done.
+// until ctx is done. The fallback stops last, so that a request being read as the
+// shutdown begins can still be handed over and answered.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutting.Store(true)
 	s.mu.Lock()
@@ -115,11 +116,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	started := s.fbLn != nil
 	s.mu.Unlock()
-	fbErr := make(chan error, 1)
 	if started {
-		go func() { fbErr <- s.Fallback.Shutdown(ctx) }()
-	} else {
-		fbErr <- nil
+		s.Fallback.SetKeepAlivesEnabled(false) // closes its idle connections too
 	}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -130,12 +128,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
-	select {
-	case err := <-fbErr:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
+	if !started {
+		return nil
 	}
+	return s.Fallback.Shutdown(ctx)
 }
 
 // Close closes the listener and every connection at once.
