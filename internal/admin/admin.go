@@ -48,9 +48,12 @@ type StatusDocument struct {
 	Status    *translate.Status `json:"status,omitempty"`
 }
 
-// Handler returns the admin API's routes.
-func Handler(s State) http.Handler {
+// Handler returns the admin API's routes; metrics, when not nil, is served at /metrics.
+func Handler(s State, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))

@@ -33,7 +33,7 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 
 func TestReadinessFollowsTheFirstApply(t *testing.T) {
 	s := &fakeState{}
-	h := Handler(s)
+	h := Handler(s, nil)
 	if code, _ := get(t, h, "/healthz"); code != 200 {
 		t.Fatalf("/healthz = %d before any config, want 200 (alive)", code)
 	}
@@ -56,7 +56,7 @@ func TestConfigRedactsPrivateKeys(t *testing.T) {
 		Listeners: []ir.Listener{{Name: "g/https", Protocol: ir.ProtocolHTTPS, TLS: &ir.ListenerTLS{Mode: ir.TLSTerminate,
 			Certificates: []ir.Certificate{{Name: "secret/x/y", CertPEM: "CERT", KeyPEM: "-----BEGIN PRIVATE KEY----- secret"}}}}}}}}}}
 	s := &fakeState{ready: true, view: View{Config: cfg}}
-	code, body := get(t, Handler(s), "/config")
+	code, body := get(t, Handler(s, nil), "/config")
 	if code != 200 || strings.Contains(body, "PRIVATE KEY") || !strings.Contains(body, "<redacted>") || !strings.Contains(body, "CERT") {
 		t.Fatalf("/config = %d, body:\n%s\nwant the certificate with its key redacted", code, body)
 	}
@@ -69,7 +69,7 @@ func TestStatusDocument(t *testing.T) {
 	when := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	s := &fakeState{ready: true, view: View{Config: &ir.Config{}, Status: &translate.Status{}, AppliedAt: when,
 		Errors: []Error{{Time: when, Stage: "load", Message: "routes.yaml: document 2: bad"}}}}
-	code, body := get(t, Handler(s), "/status")
+	code, body := get(t, Handler(s, nil), "/status")
 	var doc StatusDocument
 	if err := json.Unmarshal([]byte(body), &doc); err != nil || code != 200 {
 		t.Fatalf("/status = %d, %v:\n%s", code, err, body)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
 	"sort"
 	"strconv"
@@ -23,6 +24,7 @@ import (
 	"github.com/portico-gw/portico/internal/ir"
 	"github.com/portico-gw/portico/internal/provider/file"
 	"github.com/portico-gw/portico/internal/resource"
+	"github.com/portico-gw/portico/internal/telemetry"
 	"github.com/portico-gw/portico/internal/translate"
 )
 
@@ -35,6 +37,9 @@ type runFlags struct {
 	drainTimeout   time.Duration
 	echoBackends   bool
 	netHTTP1       bool
+	accessLog      string
+	accessLogFmt   string
+	tracing        telemetry.TracingOptions
 	opts           translate.Options
 }
 
@@ -70,6 +75,12 @@ good config keeps serving. SIGTERM or SIGINT drain in-flight requests and exit 0
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long a shutdown waits for in-flight requests")
 	fl.BoolVar(&f.netHTTP1, "net-http1", false, "serve plain-text HTTP/1.x with Go's net/http server instead of Portico's lean loop (slower; an escape hatch)")
 	fl.BoolVar(&f.echoBackends, "echo-backends", false, "also serve an echo backend on every loopback endpoint of the config's Backend objects (demos)")
+	fl.StringVar(&f.accessLog, "access-log", "stdout", "where the access log goes: stdout, off, or a file (reopened on SIGHUP, for rotation)")
+	fl.StringVar(&f.accessLogFmt, "access-log-format", "json", "access log format: json or text")
+	fl.StringVar(&f.tracing.Endpoint, "otlp-endpoint", "", "OTLP trace receiver: host:port for gRPC, a URL for HTTP (empty: no tracing; trace context is passed through)")
+	fl.StringVar(&f.tracing.Protocol, "otlp-protocol", "grpc", "OTLP protocol: grpc or http")
+	fl.BoolVar(&f.tracing.Insecure, "otlp-insecure", false, "send OTLP without TLS")
+	fl.Float64Var(&f.tracing.SampleRatio, "trace-sample-ratio", 0.01, "share of new traces recorded (requests with a sampled trace context are always recorded)")
 	fl.StringVar(&f.opts.ControllerName, "controller-name", translate.DefaultControllerName, "GatewayClass controllerName to serve")
 	fl.BoolVar(&f.opts.AllowExternalNameServices, "allow-external-name-services", false, "let routes use ExternalName Services")
 	return cmd
@@ -91,14 +102,19 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 }
 
 func runGateway(ctx context.Context, f runFlags, stdout io.Writer, log *slog.Logger) error {
-	dp := dataplane.New(dataplane.Options{DefaultAddress: f.defaultAddress, DrainTimeout: f.drainTimeout, NetHTTP1: f.netHTTP1, Logger: log})
+	tel, stopTelemetry, err := startTelemetry(ctx, f, stdout, log)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	defer stopTelemetry()
+	dp := dataplane.New(dataplane.Options{DefaultAddress: f.defaultAddress, DrainTimeout: f.drainTimeout, NetHTTP1: f.netHTTP1, Telemetry: tel, Logger: log})
 	state := &runState{}
 
 	adminLn, err := net.Listen("tcp", f.adminAddress)
 	if err != nil {
 		return &exitError{code: 2, err: fmt.Errorf("admin API: %w", err)}
 	}
-	adminSrv := &http.Server{Handler: admin.Handler(state), ReadHeaderTimeout: 5 * time.Second}
+	adminSrv := &http.Server{Handler: admin.Handler(state, telemetry.MetricsHandler(tel.Metrics)), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = adminSrv.Serve(adminLn) }()
 	log.Info("admin API listening", "address", adminLn.Addr().String())
 
@@ -116,7 +132,11 @@ func runGateway(ctx context.Context, f runFlags, stdout io.Writer, log *slog.Log
 		start := time.Now()
 		cfg, status := translate.TranslateWith(snap, f.opts)
 		translated := time.Since(start)
-		if err := dp.Apply(cfg); err != nil {
+		tel.Metrics.Translated(translated)
+		tel.Metrics.SetObjects(status.ObjectCounts())
+		err := dp.Apply(cfg)
+		tel.Metrics.Applied(err, p.ChangedAt())
+		if err != nil {
 			log.Error("config rejected by the data plane; the previous config keeps serving", "error", err)
 			markNotProgrammed(status, err)
 			state.failed(status, "apply", err)
@@ -133,6 +153,7 @@ func runGateway(ctx context.Context, f runFlags, stdout io.Writer, log *slog.Log
 			announce(stdout, cfg, f.defaultAddress, adminLn.Addr().String())
 		}
 	}, func(err error) {
+		tel.Metrics.Applied(err, time.Time{})
 		log.Error("config not loaded; the previous config keeps serving", "error", err)
 		state.failed(nil, "load", err)
 	})
@@ -154,6 +175,71 @@ func runGateway(ctx context.Context, f runFlags, stdout io.Writer, log *slog.Log
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// startTelemetry sets up the access log, metrics and tracing the flags ask for. The
+// returned stop flushes and closes them; call it after the data plane has shut down.
+func startTelemetry(ctx context.Context, f runFlags, stdout io.Writer, log *slog.Logger) (*telemetry.Set, func(), error) {
+	tel := &telemetry.Set{Metrics: telemetry.NewMetrics()}
+	var stops []func()
+	stop := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	switch f.accessLog {
+	case "off", "":
+	default:
+		opts := telemetry.AccessLogOptions{Path: f.accessLog, Format: f.accessLogFmt}
+		if f.accessLog == "stdout" {
+			opts.Path, opts.Writer = "", stdout
+		}
+		l, err := telemetry.NewAccessLog(opts)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--access-log: %w", err)
+		}
+		tel.Log = l
+		tel.Metrics.WatchAccessLog(l)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		done := make(chan struct{})
+		go func() {
+			for {
+				select {
+				case <-hup:
+					if err := l.Reopen(); err != nil {
+						log.Error("reopening the access log failed", "error", err)
+					} else {
+						log.Info("access log reopened", "path", f.accessLog)
+					}
+				case <-done:
+					return
+				}
+			}
+		}()
+		stops = append(stops, func() {
+			signal.Stop(hup)
+			close(done)
+			_ = l.Close()
+		})
+	}
+	tr, err := telemetry.NewTracing(ctx, f.tracing)
+	if err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("tracing: %w", err)
+	}
+	if tr != nil {
+		tel.Tracing = tr
+		stops = append(stops, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := tr.Shutdown(sctx); err != nil {
+				log.Warn("flushing traces failed", "error", err)
+			}
+		})
+		log.Info("tracing", "endpoint", f.tracing.Endpoint, "protocol", f.tracing.Protocol, "sample_ratio", f.tracing.SampleRatio)
+	}
+	return tel, stop, nil
 }
 
 // announce prints where the Gateways listen, so the user knows what to curl.

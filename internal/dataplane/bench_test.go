@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/portico-gw/portico/internal/ir"
+	"github.com/portico-gw/portico/internal/telemetry"
 )
 
 // benchBody is the backend's whole answer: small, so the numbers measure the proxy's
@@ -71,7 +72,25 @@ func benchRun(b *testing.B, url string) {
 // 127.0.0.1 (router, filters, reverse proxy, upstream pool) -> backend, all in this
 // process, on keep-alive connections. Allocations count the client and backend too;
 // subtract BenchmarkProxyDirect's for the proxy's share.
-func BenchmarkProxy(b *testing.B) {
+func BenchmarkProxy(b *testing.B) { benchProxy(b, nil) }
+
+// BenchmarkProxyTelemetry is BenchmarkProxy with the access log (JSON, written to
+// io.Discard by its goroutine) and metrics on: the ratio is telemetry's cost.
+func BenchmarkProxyTelemetry(b *testing.B) {
+	l, err := telemetry.NewAccessLog(telemetry.AccessLogOptions{Writer: io.Discard})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		l.Close()
+		if d := l.Dropped(); d > 0 {
+			b.Logf("%d access log entries dropped", d)
+		}
+	})
+	benchProxy(b, &telemetry.Set{Log: l, Metrics: telemetry.NewMetrics()})
+}
+
+func benchProxy(b *testing.B, tel *telemetry.Set) {
 	backend := benchBackend(b)
 	addr := backend.Listener.Addr().(*net.TCPAddr)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -97,7 +116,7 @@ func BenchmarkProxy(b *testing.B) {
 			Endpoints: []ir.Endpoint{{Address: "127.0.0.1", Port: uint32(addr.Port)}},
 		}},
 	}
-	s := New(Options{})
+	s := New(Options{Telemetry: tel})
 	if err := s.Apply(cfg); err != nil {
 		b.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/portico-gw/portico/internal/dataplane/h1"
@@ -18,6 +19,7 @@ import (
 	"github.com/portico-gw/portico/internal/dataplane/router"
 	"github.com/portico-gw/portico/internal/dataplane/upstream"
 	"github.com/portico-gw/portico/internal/ir"
+	"github.com/portico-gw/portico/internal/telemetry"
 )
 
 // Options tune the data plane. Zero values take the defaults noted.
@@ -38,8 +40,10 @@ type Options struct {
 	// loop (package h1). The lean loop hands every unusual request to net/http anyway;
 	// this turns it off entirely, for comparison or as an escape hatch.
 	NetHTTP1 bool
-	Upstream upstream.Options
-	Logger   *slog.Logger
+	// Telemetry receives access log entries, metrics and spans (nil: all off).
+	Telemetry *telemetry.Set
+	Upstream  upstream.Options
+	Logger    *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -75,6 +79,7 @@ type Server struct {
 	sockets  map[socketKey]*socket
 	clusters upstream.Set
 	conns    *proxy.ConnTracker
+	live     atomic.Pointer[upstream.Set] // the clusters serving, for metrics
 	closed   bool
 	draining sync.WaitGroup // removed sockets still finishing requests
 }
@@ -82,7 +87,35 @@ type Server struct {
 // New returns a Server with nothing bound.
 func New(opts Options) *Server {
 	opts.defaults()
-	return &Server{opts: opts, log: opts.Logger, sockets: map[socketKey]*socket{}, conns: proxy.NewConnTracker()}
+	s := &Server{opts: opts, log: opts.Logger, sockets: map[socketKey]*socket{}, conns: proxy.NewConnTracker()}
+	if m := s.metrics(); m != nil {
+		m.SetClusterSource(s.clusterStats)
+	}
+	return s
+}
+
+func (s *Server) metrics() *telemetry.Metrics {
+	if s.opts.Telemetry == nil {
+		return nil
+	}
+	return s.opts.Telemetry.Metrics
+}
+
+// clusterStats reports the serving clusters' endpoints and pools, for metrics.
+func (s *Server) clusterStats() []telemetry.ClusterStats {
+	set := s.live.Load()
+	if set == nil {
+		return nil
+	}
+	out := make([]telemetry.ClusterStats, 0, len(*set))
+	for name, c := range *set {
+		st := telemetry.ClusterStats{Name: name, Endpoints: len(c.Endpoints()), IdleConns: -1, ActiveConns: -1}
+		if c.Fast != nil {
+			st.IdleConns, st.ActiveConns = c.Fast.IdleConns(), c.Fast.ActiveConns()
+		}
+		out = append(out, st)
+	}
+	return out
 }
 
 // socketKey identifies a bound socket: it survives an Apply when its key does.
@@ -120,6 +153,7 @@ type compiledPort struct {
 	gateway string
 	table   *proxy.Table
 	certs   *certTable
+	metrics []*telemetry.RouteMetrics // of every route, to retain their series
 }
 
 // Apply compiles cfg and swaps it in. Sockets whose address, port and kind are
@@ -197,6 +231,14 @@ func (s *Server) Apply(cfg *ir.Config) error {
 		}
 	}
 	s.clusters = clusters
+	s.live.Store(&clusters)
+	if m := s.metrics(); m != nil {
+		var live []*telemetry.RouteMetrics
+		for _, cp := range ports {
+			live = append(live, cp.metrics...)
+		}
+		m.Retain(live)
+	}
 	for _, t := range unused {
 		t.CloseIdleConnections() // in-flight requests finish; idle pooled connections go
 	}
@@ -223,13 +265,18 @@ func (s *Server) compile(cfg *ir.Config, clusters upstream.Set) (map[socketKey]*
 				s.log.Warn("port protocol not served by this data plane yet; skipped", "gateway", g.Name, "port", p.Number, "protocol", p.Protocol)
 				continue
 			}
-			table, err := router.Compile(p.Listeners, func(_ *ir.Listener, r *ir.Route) (*proxy.Action, error) {
-				return proxy.Compile(r, clusters)
+			var routeMetrics []*telemetry.RouteMetrics
+			table, err := router.Compile(p.Listeners, func(l *ir.Listener, r *ir.Route) (*proxy.Action, error) {
+				a, err := proxy.Compile(l, r, clusters, s.metrics())
+				if err == nil && a.Metrics() != nil {
+					routeMetrics = append(routeMetrics, a.Metrics())
+				}
+				return a, err
 			})
 			if err != nil {
 				return nil, fmt.Errorf("gateway %s port %d: %w", g.Name, p.Number, err)
 			}
-			cp := &compiledPort{gateway: g.Name, table: table}
+			cp := &compiledPort{gateway: g.Name, table: table, metrics: routeMetrics}
 			if isTLS {
 				if cp.certs, err = compileCerts(p.Listeners); err != nil {
 					return nil, fmt.Errorf("gateway %s port %d: %w", g.Name, p.Number, err)
@@ -252,8 +299,11 @@ func (s *Server) bind(key socketKey, gateway string) (*socket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway %s: bind %s: %w", gateway, key, err)
 	}
+	if m := s.metrics(); m != nil {
+		ln = countingListener{Listener: ln, open: m.Connections(gateway, key.String())}
+	}
 	sock := &socket{key: key, gateway: gateway, ln: ln, served: make(chan struct{})}
-	sock.handler = proxy.NewHandler(key.port, key.tls, s.conns, s.log.With("gateway", gateway, "address", key.String()))
+	sock.handler = proxy.NewHandler(gateway, key.port, key.tls, s.conns, s.opts.Telemetry, s.log.With("gateway", gateway, "address", key.String()))
 	hs := &http.Server{
 		Handler:           sock.handler,
 		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,

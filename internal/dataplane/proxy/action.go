@@ -11,6 +11,7 @@ import (
 	"github.com/portico-gw/portico/internal/dataplane/filter"
 	"github.com/portico-gw/portico/internal/dataplane/upstream"
 	"github.com/portico-gw/portico/internal/ir"
+	"github.com/portico-gw/portico/internal/telemetry"
 )
 
 // Action is a compiled IR route: everything ServeHTTP needs, resolved at Apply time.
@@ -35,6 +36,8 @@ type Action struct {
 	backendTimeout time.Duration
 	retry          *retryPolicy
 	grpc           bool
+
+	metrics *telemetry.RouteMetrics // nil when metrics are off
 }
 
 type backend struct {
@@ -67,7 +70,9 @@ func (p *retryPolicy) retriable(code int) bool {
 }
 
 // Compile builds the action of one IR route against the config's clusters.
-func Compile(r *ir.Route, clusters upstream.Set) (*Action, error) {
+//
+// With metrics on, the route's metric handles are resolved here, once per config.
+func Compile(l *ir.Listener, r *ir.Route, clusters upstream.Set, met *telemetry.Metrics) (*Action, error) {
 	a := &Action{
 		Name:        r.Name,
 		RuleName:    r.RuleName,
@@ -133,6 +138,9 @@ func Compile(r *ir.Route, clusters upstream.Set) (*Action, error) {
 			return nil, fmt.Errorf("retry.backoff: %w", err)
 		}
 		a.retry = p
+	}
+	if met != nil {
+		a.metrics = met.Route(l.Name, r.Name)
 	}
 	return a, nil
 }
@@ -231,3 +239,6 @@ func (m *mirror) mirrorThis() bool {
 	// an integer (Bresenham), rather than mirroring a burst and then nothing.
 	return (n+1)*m.numerator/m.denominator != n*m.numerator/m.denominator
 }
+
+// Metrics returns the route's metric handles (nil when metrics are off).
+func (a *Action) Metrics() *telemetry.RouteMetrics { return a.metrics }

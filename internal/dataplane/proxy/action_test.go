@@ -23,7 +23,7 @@ func TestWeightedScheduleIsExactAndInterleaved(t *testing.T) {
 		for i, w := range tc.weights {
 			backends = append(backends, ir.Backend{Cluster: []string{"a", "b", "c"}[i], Weight: w})
 		}
-		a, err := Compile(&ir.Route{Name: "r", Backends: backends}, clusters)
+		a, err := Compile(&ir.Listener{Name: "ns/gw/l"}, &ir.Route{Name: "r", Backends: backends}, clusters, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -45,7 +45,7 @@ func TestWeightedScheduleIsExactAndInterleaved(t *testing.T) {
 		}
 	}
 	// Interleaved: 80/20 never sends two requests in a row to the small backend.
-	a, _ := Compile(&ir.Route{Name: "r", Backends: []ir.Backend{{Cluster: "a", Weight: 80}, {Cluster: "b", Weight: 20}}}, clusters)
+	a, _ := Compile(&ir.Listener{Name: "ns/gw/l"}, &ir.Route{Name: "r", Backends: []ir.Backend{{Cluster: "a", Weight: 80}, {Cluster: "b", Weight: 20}}}, clusters, nil)
 	prev := ""
 	for range 50 {
 		cur := a.pickBackend().cluster.Name

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"sync/atomic"
 	"time"
+
+	"github.com/portico-gw/portico/internal/telemetry"
 )
 
 // errBackendTimeout marks an attempt that ran past the route's backendRequest timeout.
@@ -33,6 +35,10 @@ func (dispatcher) RoundTrip(req *http.Request) (*http.Response, error) {
 	canRetry := a.retry != nil && (req.Body == nil || req.Body == http.NoBody || req.GetBody != nil)
 	if canRetry {
 		attempts += a.retry.attempts
+	}
+	o := st.obs
+	if o != nil {
+		o.upstreamStart = time.Now()
 	}
 	var lastErr error
 	for attempt := 0; attempt < attempts; attempt++ {
@@ -73,8 +79,19 @@ func (dispatcher) RoundTrip(req *http.Request) (*http.Response, error) {
 		if c.Fast != nil && !isUpgrade(out) {
 			rt = c.Fast
 		}
+		var sentAt time.Time
+		if o != nil {
+			o.entry.Attempts, o.entry.UpstreamHost = attempt+1, ep
+			sentAt = time.Now()
+		}
 		resp, err := roundTripOnce(rt, out, timeout)
 		last := attempt == attempts-1
+		if o != nil && err == nil {
+			o.entry.UpstreamTTFB = time.Since(sentAt)
+			if last && attempt > 0 && canRetry && a.retry.retriable(resp.StatusCode) {
+				o.note(telemetry.FlagUpstreamRetryLimit, "via_upstream")
+			}
+		}
 		if err != nil && sent != nil {
 			if bad := sent.err.Load(); bad != nil {
 				// The client's body was malformed or cut short: its fault, not the
@@ -85,6 +102,9 @@ func (dispatcher) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			lastErr = err
 			if last || !canRetry || req.Context().Err() != nil {
+				if attempt > 0 {
+					o.note(telemetry.FlagUpstreamRetryLimit, "")
+				}
 				return nil, err
 			}
 			continue

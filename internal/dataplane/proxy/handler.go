@@ -19,6 +19,7 @@ import (
 
 	"github.com/portico-gw/portico/internal/dataplane/router"
 	"github.com/portico-gw/portico/internal/dataplane/upstream"
+	"github.com/portico-gw/portico/internal/telemetry"
 )
 
 // Table is the routing of one port.
@@ -34,6 +35,8 @@ type Handler struct {
 	log      *slog.Logger
 	conns    *ConnTracker
 	mirrorsN chan struct{} // bounds concurrent mirror requests
+	tel      *telemetry.Set
+	gateway  string
 
 	// Mirror requests belong to the handler: they run under mirrorCtx, which Close
 	// cancels before taking every mirrorsN slot (so it waits for them and no new one
@@ -43,10 +46,11 @@ type Handler struct {
 	closeOnce   sync.Once
 }
 
-// NewHandler returns a handler for a port; tls says whether the port terminates TLS.
-// Hijacked connections (WebSockets) are registered with conns so drain can wait for them.
-func NewHandler(port uint32, isTLS bool, conns *ConnTracker, log *slog.Logger) *Handler {
-	h := &Handler{port: port, tls: isTLS, log: log, conns: conns, mirrorsN: make(chan struct{}, 256)}
+// NewHandler returns a handler for a port of a Gateway; tls says whether the port
+// terminates TLS. Hijacked connections (WebSockets) are registered with conns so drain
+// can wait for them. Requests are reported to tel (nil: telemetry off).
+func NewHandler(gateway string, port uint32, isTLS bool, conns *ConnTracker, tel *telemetry.Set, log *slog.Logger) *Handler {
+	h := &Handler{gateway: gateway, port: port, tls: isTLS, log: log, conns: conns, tel: tel, mirrorsN: make(chan struct{}, 256)}
 	h.mirrorCtx, h.stopMirrors = context.WithCancel(context.Background())
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite:      h.rewrite,
@@ -83,11 +87,22 @@ type reqState struct {
 	action    *Action
 	backend   *backend
 	requestID string
+	obs       *observation // nil with telemetry off
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.tel.Enabled() {
+		h.observed(w, r)
+		return
+	}
+	h.serve(w, r, nil)
+}
+
+// serve routes and answers a request; o (nil with telemetry off) is told what happens.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *observation) {
 	t := h.table.Load()
 	if t == nil {
+		o.note(0, "gateway_not_configured")
 		http.Error(w, "gateway not configured", http.StatusServiceUnavailable)
 		return
 	}
@@ -99,19 +114,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	host := router.NormalizeHost(r.Host)
 	l := t.Listener(host)
 	if l == nil {
+		if o != nil && h.tel.Metrics != nil {
+			o.metrics = h.tel.Metrics.Listener(h.gateway + "/").NoRoute()
+		}
+		o.note(telemetry.FlagNoRoute, "listener_not_found")
 		notFound(w, r)
 		return
+	}
+	if o != nil {
+		o.entry.Gateway, o.entry.Listener = telemetry.SplitListener(l.Name)
 	}
 	if r.TLS != nil && r.TLS.ServerName != "" {
 		// The TLS handshake chose a listener (and certificate) by SNI; a Host that maps to
 		// another listener must not be served on this connection.
 		if sni := t.Listener(router.NormalizeHost(r.TLS.ServerName)); sni != l {
+			o.note(0, "misdirected_request")
 			http.Error(w, "misdirected request", http.StatusMisdirectedRequest)
 			return
 		}
 	}
 	rt := l.Route(host, r)
 	if rt == nil {
+		if o != nil && h.tel.Metrics != nil {
+			o.metrics = h.tel.Metrics.Listener(l.Name).NoRoute()
+		}
+		o.note(telemetry.FlagNoRoute, "route_not_found")
 		notFound(w, r)
 		return
 	}
@@ -121,8 +148,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		requestID = newRequestID()
 		r.Header["X-Request-Id"] = []string{requestID}
 	}
+	if o != nil {
+		o.entry.Route, o.entry.RequestID = a.Name, requestID
+		if a.metrics != nil {
+			o.metrics, o.active = a.metrics, true
+			a.metrics.Listener().Active.Inc()
+		}
+	}
 
 	if a.cors != nil && isPreflight(r) {
+		o.note(0, "cors_preflight")
 		a.cors.Preflight(w, r)
 		return
 	}
@@ -131,6 +166,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if r.TLS != nil {
 			scheme = "https"
 		}
+		o.note(0, "redirect")
 		loc := a.redirect.Location(r, scheme, h.port)
 		w.Header().Set("Location", loc)
 		a.respHeaders.Apply(w.Header())
@@ -138,20 +174,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if a.direct != nil {
+		o.note(0, "direct_response")
 		writeDirect(w, a)
 		return
 	}
 	b := a.pickBackend()
 	switch {
 	case b == nil:
+		o.note(telemetry.FlagNoHealthyUpstream, "no_backend")
 		fail(w, a, http.StatusInternalServerError, "no backend")
 		return
 	case b.cluster == nil:
+		o.note(0, "invalid_backend")
 		fail(w, a, http.StatusInternalServerError, "invalid backend: "+b.invalid)
 		return
 	case b.cluster.Invalid != "":
+		o.note(telemetry.FlagNoHealthyUpstream, "backend_unavailable")
 		fail(w, a, http.StatusInternalServerError, "backend unavailable: "+b.cluster.Invalid)
 		return
+	}
+	if o != nil {
+		o.entry.Cluster = b.cluster.Name
 	}
 
 	ctx := r.Context()
@@ -160,8 +203,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel = context.WithTimeout(ctx, a.requestTimeout)
 		defer cancel()
 	}
-	st := &reqState{action: a, backend: b, requestID: requestID}
+	st := &reqState{action: a, backend: b, requestID: requestID, obs: o}
 	ctx = context.WithValue(ctx, stateKey{}, st)
+	if o != nil && b.cluster.Fast != nil {
+		ctx = upstream.WithTiming(ctx, &o.timing)
+	}
 	r = r.WithContext(ctx)
 	if len(a.mirrors) > 0 {
 		r = h.mirror(r, a)
@@ -236,13 +282,25 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	st.action.reqHeaders.Apply(pr.Out.Header)
 	st.backend.reqHeaders.Apply(pr.Out.Header)
 	pr.Out.Header["X-Request-Id"] = []string{st.requestID}
+	if st.obs != nil {
+		st.obs.entry.ForwardedPath = pr.Out.URL.RequestURI()
+		if t := h.tel.Tracing; t != nil {
+			t.Inject(pr.In.Context(), pr.Out.Header)
+		}
+	}
 }
 
 // proxyError answers a failed forward: 504 for timeouts, 503 when no endpoint could be
 // reached, 502 for anything else the upstream got wrong.
 func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	var o *observation
+	st, _ := r.Context().Value(stateKey{}).(*reqState)
+	if st != nil {
+		o = st.obs
+	}
 	if errors.Is(r.Context().Err(), context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		// The client went away; there is nobody to answer.
+		o.note(telemetry.FlagDownstreamTerminated, "downstream_disconnected")
 		return
 	}
 	code := http.StatusBadGateway
@@ -250,14 +308,22 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	switch {
 	case errors.As(err, &bodyErr):
 		code = http.StatusBadRequest
+		o.note(telemetry.FlagDownstreamProtocol, "downstream_body_error")
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errBackendTimeout):
 		code = http.StatusGatewayTimeout
-	case errors.Is(err, upstream.ErrNoEndpoints), isConnectError(err):
+		o.note(telemetry.FlagUpstreamTimeout, "upstream_timeout")
+	case errors.Is(err, upstream.ErrNoEndpoints):
 		code = http.StatusServiceUnavailable
+		o.note(telemetry.FlagNoHealthyUpstream, "no_healthy_upstream")
+	case isConnectError(err):
+		code = http.StatusServiceUnavailable
+		o.note(telemetry.FlagUpstreamConnFailure, "upstream_connect_failure")
+	default:
+		o.note(telemetry.FlagUpstreamProtocol, "upstream_error")
 	}
 	h.log.Debug("upstream error", "status", code, "error", err, "path", r.URL.Path)
 	var a *Action
-	if st, ok := r.Context().Value(stateKey{}).(*reqState); ok {
+	if st != nil {
 		a = st.action
 	}
 	fail(w, a, code, http.StatusText(code))

@@ -56,6 +56,9 @@ func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if o := observationOf(w.req.Context()); o != nil {
+		o.upgraded = true
+	}
 	if w.conns == nil {
 		return conn, rw, nil
 	}

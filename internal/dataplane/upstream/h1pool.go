@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,6 +27,7 @@ type H1Pool struct {
 	mu     sync.Mutex
 	idle   map[string][]*h1Conn // per endpoint, most recently used last
 	closed bool
+	inUse  atomic.Int64 // connections carrying an exchange
 }
 
 type h1Conn struct {
@@ -86,6 +88,7 @@ func (p *H1Pool) roundTrip(c *h1Conn, req *http.Request) (resp *http.Response, s
 	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
 	fail := func(err error, stale bool) (*http.Response, bool, error) {
 		stop()
+		p.inUse.Add(-1)
 		c.conn.Close()
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, false, context.Cause(ctx)
@@ -151,6 +154,7 @@ func (b *h1Body) Close() error {
 	if !b.done {
 		b.done = true
 		b.stop()
+		b.pool.inUse.Add(-1)
 		b.c.conn.Close()
 	}
 	return nil
@@ -159,6 +163,7 @@ func (b *h1Body) Close() error {
 // release returns a connection whose exchange is complete to the pool, unless the
 // exchange asked to close it or the request's cancellation already touched it.
 func (p *H1Pool) release(c *h1Conn, stop func() bool, keep bool) {
+	p.inUse.Add(-1)
 	if !stop() || !keep {
 		c.conn.Close()
 		return
@@ -190,18 +195,23 @@ func (p *H1Pool) get(ctx context.Context, addr string) (*h1Conn, bool, error) {
 		p.idle[addr] = conns[:len(conns)-1]
 		if now.Sub(c.idleAt) < p.idleTimeout {
 			p.mu.Unlock()
+			p.inUse.Add(1)
 			return c, true, nil
 		}
 		c.conn.Close()
 	}
 	p.mu.Unlock()
 	conn, err := p.dialer.DialContext(ctx, "tcp", addr)
+	if t := timingFrom(ctx); t != nil {
+		t.Connect += time.Since(now)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, false, context.Cause(ctx)
 		}
 		return nil, false, err
 	}
+	p.inUse.Add(1)
 	return &h1Conn{addr: addr, conn: conn, br: bufio.NewReaderSize(conn, 16<<10), bw: bufio.NewWriterSize(conn, 16<<10)}, false, nil
 }
 
@@ -227,6 +237,9 @@ func (p *H1Pool) Close() {
 	p.CloseIdleConnections()
 }
 
+// ActiveConns is the number of connections carrying an exchange, for metrics.
+func (p *H1Pool) ActiveConns() int { return int(p.inUse.Load()) }
+
 // IdleConns is the number of pooled idle connections, for tests and metrics.
 func (p *H1Pool) IdleConns() int {
 	p.mu.Lock()
@@ -236,4 +249,24 @@ func (p *H1Pool) IdleConns() int {
 		n += len(conns)
 	}
 	return n
+}
+
+// Timing collects what a pool learns about an exchange's connection; a caller puts one
+// in the request's context with WithTiming.
+type Timing struct {
+	// Connect is the time spent dialing (summed over attempts); 0 when every attempt
+	// reused a pooled connection.
+	Connect time.Duration
+}
+
+type timingKey struct{}
+
+// WithTiming returns ctx carrying t.
+func WithTiming(ctx context.Context, t *Timing) context.Context {
+	return context.WithValue(ctx, timingKey{}, t)
+}
+
+func timingFrom(ctx context.Context) *Timing {
+	t, _ := ctx.Value(timingKey{}).(*Timing)
+	return t
 }

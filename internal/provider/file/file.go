@@ -25,7 +25,13 @@ type Provider struct {
 	// editors and `kubectl`-style tools write several events per save.
 	Debounce time.Duration
 	Log      *slog.Logger
+
+	changedAt time.Time // the first relevant event since the last load
 }
+
+// ChangedAt is when the change that led to the current load was first noticed; zero for
+// the initial load. Valid inside the onLoad and onError callbacks.
+func (p *Provider) ChangedAt() time.Time { return p.changedAt }
 
 // Run loads the inputs and calls onLoad with every Snapshot that loads, or onError with
 // the error of one that does not (the caller keeps its last good config). It returns
@@ -47,6 +53,7 @@ func (p *Provider) Run(ctx context.Context, onLoad func(*resource.Snapshot), onE
 		return err
 	}
 	load := func() {
+		defer func() { p.changedAt = time.Time{} }()
 		snap, err := resource.LoadPath(p.Path)
 		if err != nil {
 			onError(err)
@@ -74,6 +81,9 @@ func (p *Provider) Run(ctx context.Context, onLoad func(*resource.Snapshot), onE
 				}
 			}
 			if relevant(ev.Name) {
+				if p.changedAt.IsZero() {
+					p.changedAt = time.Now()
+				}
 				timer.Reset(p.Debounce)
 			}
 		case err, ok := <-w.Errors:

@@ -1,0 +1,158 @@
+package telemetry
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+)
+
+// AccessLogOptions configure an AccessLog.
+type AccessLogOptions struct {
+	// Path is a file to append to ("" with Writer set, or "stdout"). The file is reopened
+	// by Reopen (on SIGHUP), for log rotation.
+	Path string
+	// Writer is used when Path is empty (tests, stdout).
+	Writer io.Writer
+	// Format is "json" (default) or "text".
+	Format string
+	// Buffer bounds the entries waiting to be written (default 16384). When it is full,
+	// entries are dropped and counted: the log never slows requests down.
+	Buffer int
+}
+
+// AccessLog writes one line per request from a goroutine of its own.
+type AccessLog struct {
+	text    bool
+	path    string
+	ch      chan *Entry
+	done    chan struct{}
+	dropped atomic.Uint64
+	written atomic.Uint64
+
+	mu   sync.Mutex // guards w, f and reopen against the writer goroutine
+	w    *bufio.Writer
+	f    *os.File
+	once sync.Once
+}
+
+// NewAccessLog opens the sink and starts the writer.
+func NewAccessLog(opts AccessLogOptions) (*AccessLog, error) {
+	l := &AccessLog{path: opts.Path, done: make(chan struct{})}
+	switch opts.Format {
+	case "", "json":
+	case "text":
+		l.text = true
+	default:
+		return nil, fmt.Errorf("access log format %q: want json or text", opts.Format)
+	}
+	n := opts.Buffer
+	if n <= 0 {
+		n = 16384
+	}
+	l.ch = make(chan *Entry, n)
+	switch {
+	case opts.Path == "" && opts.Writer == nil:
+		return nil, errors.New("access log: no path or writer")
+	case opts.Path == "" || opts.Path == "stdout":
+		w := opts.Writer
+		if w == nil {
+			w = os.Stdout
+		}
+		l.path = ""
+		l.w = bufio.NewWriterSize(w, 64<<10)
+	default:
+		f, err := openLog(opts.Path)
+		if err != nil {
+			return nil, err
+		}
+		l.f = f
+		l.w = bufio.NewWriterSize(f, 64<<10)
+	}
+	go l.run()
+	return l, nil
+}
+
+func openLog(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("access log: %w", err)
+	}
+	return f, nil
+}
+
+// Log queues e for writing and takes ownership of it. It never blocks: when the queue is
+// full, e is dropped and counted.
+func (l *AccessLog) Log(e *Entry) {
+	select {
+	case l.ch <- e:
+	default:
+		l.dropped.Add(1)
+		Release(e)
+	}
+}
+
+// Dropped is the number of entries dropped because the queue was full.
+func (l *AccessLog) Dropped() uint64 { return l.dropped.Load() }
+
+// Written is the number of entries written.
+func (l *AccessLog) Written() uint64 { return l.written.Load() }
+
+func (l *AccessLog) run() {
+	defer close(l.done)
+	buf := make([]byte, 0, 1024)
+	for e := range l.ch {
+		buf = buf[:0]
+		if l.text {
+			buf = e.appendText(buf)
+		} else {
+			buf = e.appendJSON(buf)
+		}
+		Release(e)
+		l.mu.Lock()
+		l.w.Write(buf)
+		if len(l.ch) == 0 {
+			l.w.Flush() // nothing else waiting: let the line out now
+		}
+		l.mu.Unlock()
+		l.written.Add(1)
+	}
+	l.mu.Lock()
+	l.w.Flush()
+	l.mu.Unlock()
+}
+
+// Reopen flushes and reopens the log file (after a rotation moved it away); a log on a
+// writer ignores it.
+func (l *AccessLog) Reopen() error {
+	if l.path == "" {
+		return nil
+	}
+	f, err := openLog(l.path)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.w.Flush()
+	old := l.f
+	l.f = f
+	l.w.Reset(f)
+	return old.Close()
+}
+
+// Close writes what is queued and closes the file. Log must not be called afterwards.
+func (l *AccessLog) Close() error {
+	var err error
+	l.once.Do(func() {
+		close(l.ch)
+		<-l.done
+		if l.f != nil {
+			err = l.f.Close()
+		}
+	})
+	return err
+}
