@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,8 +52,13 @@ type conn struct {
 	timer     *time.Timer
 	watchMu   sync.Mutex
 	watchSt   uint8
+	serving   bool // a handler runs: only then may the watch be armed
 	watchDone chan struct{}
 	gone      atomic.Bool // the client closed its side while a request waited
+
+	fresh     atomic.Bool // no request has started yet (Shutdown gives it a grace period)
+	accepted  time.Time
+	lingering bool // close gracefully: the client may still be sending a body
 }
 
 // Watch states.
@@ -79,8 +85,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 }
 
 func newConn(s *Server, rwc net.Conn) *conn {
-	c := &conn{s: s, rwc: rwc}
+	c := &conn{s: s, rwc: rwc, accepted: time.Now()}
 	c.state.Store(stateIdle)
+	c.fresh.Store(true)
 	c.in = connReader{c: rwc, pending: -1}
 	return c
 }
@@ -101,10 +108,10 @@ func (c *conn) serve() {
 	c.timer.Stop()
 	handedOff := false
 	defer func() {
-		c.timer.Stop()
+		c.stopWatch()
 		c.cancel()
 		if !handedOff {
-			c.rwc.Close()
+			c.close()
 			c.br.Reset(nil)
 			readerPool.Put(c.br)
 		}
@@ -120,7 +127,7 @@ func (c *conn) serve() {
 			if first {
 				wait = s.ReadHeaderTimeout
 			}
-			c.rwc.SetReadDeadline(time.Now().Add(wait))
+			setReadTimeout(c.rwc, wait)
 			if _, err := c.br.Peek(1); err != nil {
 				return
 			}
@@ -129,7 +136,8 @@ func (c *conn) serve() {
 			return // closed by Shutdown
 		}
 		first = false
-		c.rwc.SetReadDeadline(time.Now().Add(s.ReadHeaderTimeout))
+		c.fresh.Store(false)
+		setReadTimeout(c.rwc, s.ReadHeaderTimeout)
 		err := c.readHead()
 		if errors.Is(err, errHandOff) {
 			c.rwc.SetReadDeadline(time.Time{})
@@ -155,6 +163,29 @@ func (c *conn) serve() {
 		}
 		c.state.Store(stateIdle)
 	}
+}
+
+// setReadTimeout sets a read deadline d from now; none when d <= 0 (as net/http).
+func setReadTimeout(c net.Conn, d time.Duration) {
+	if d <= 0 {
+		c.SetReadDeadline(time.Time{})
+		return
+	}
+	c.SetReadDeadline(time.Now().Add(d))
+}
+
+// close closes the connection; when the client may still be sending a body nobody
+// read, it first half-closes and reads for a moment, so that the kernel does not answer
+// the unread bytes with a reset that could destroy the response in flight (net/http's
+// closeWriteAndWait does the same).
+func (c *conn) close() {
+	if c.lingering {
+		if cw, ok := c.rwc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+			c.rwc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			io.Copy(io.Discard, io.LimitReader(c.rwc, 1<<20))
+		}
+	}
+	c.rwc.Close()
 }
 
 // readHead waits until a complete request head is buffered and decides whether the lean
@@ -228,27 +259,44 @@ func (c *conn) badRequest(status string) {
 // serveRequest serves one request and reports whether the connection may serve another.
 func (c *conn) serveRequest(req *http.Request) bool {
 	req.RemoteAddr = c.remote
-	req = req.WithContext(c.ctx)
+	// The request's context ends when the handler returns, or when the client goes.
+	ctx, cancel := context.WithCancel(c.ctx)
+	defer cancel()
+	req = req.WithContext(ctx)
 	var body *requestBody
 	if req.Body != http.NoBody {
 		// A body is not bounded by the head's deadline (as net/http without ReadTimeout).
 		c.rwc.SetReadDeadline(time.Time{})
 		body = &requestBody{r: req.Body, c: c, left: req.ContentLength}
 		req.Body = body
-	} else if c.br.Buffered() == 0 {
-		c.armWatch()
 	}
+	c.startServing(body == nil && c.br.Buffered() == 0)
 
 	w := &c.resp
 	w.reset(c, req, body)
-	if !c.runHandler(w, req) {
-		c.stopWatch()
+	ok := c.runHandler(w, req)
+	c.stopWatch()
+	if !ok {
+		// The handler panicked: the response is abandoned with the connection. Close
+		// first, so a read of the body still blocked in another goroutine returns, then
+		// refuse further reads: the reader goes back to the pool.
+		c.rwc.Close()
+		if body != nil {
+			body.abandon()
+		}
 		return false
 	}
-	c.stopWatch()
+	if c.gone.Load() && !w.committed {
+		// The client went away before an answer: there is nobody to send one to.
+		if body != nil {
+			body.abandon()
+		}
+		return false
+	}
 	keep := w.finish() && !c.gone.Load()
 	if body != nil && !body.finish(keep) {
 		keep = false
+		c.lingering = true
 	}
 	if err := c.bw.Flush(); err != nil {
 		return false
@@ -262,7 +310,7 @@ func (c *conn) runHandler(w *response, req *http.Request) (ok bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			if p != http.ErrAbortHandler {
-				c.s.Log.Error("panic serving request", "remote", c.remote, "panic", p)
+				c.s.Log.Error("panic serving request", "remote", c.remote, "panic", p, "stack", string(debug.Stack()))
 			}
 			ok = false
 		}
@@ -274,18 +322,20 @@ func (c *conn) runHandler(w *response, req *http.Request) (ok bool) {
 // requestBody wraps the request body: it arms the disconnect watch at the body's end,
 // and after the handler it skips what is left (bounded) and refuses further reads.
 type requestBody struct {
-	mu     sync.Mutex
-	r      io.ReadCloser
-	c      *conn
-	left   int64 // bytes not read yet
-	eof    bool
-	closed bool
+	mu            sync.Mutex
+	r             io.ReadCloser
+	c             *conn
+	left          int64 // bytes not read yet
+	eof           bool
+	closed        bool // by the server: the handler is done
+	handlerClosed bool // by the handler: the server may still skip the rest
+	fullDuplex    bool // the handler may read after the response began
 }
 
 func (b *requestBody) Read(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed {
+	if b.closed || b.handlerClosed {
 		return 0, http.ErrBodyReadAfterClose
 	}
 	n, err := b.r.Read(p)
@@ -299,8 +349,20 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Close is a no-op for the handler: the server decides what happens to the rest.
-func (b *requestBody) Close() error { return nil }
+// Close ends the handler's reads; the server decides what happens to the rest.
+func (b *requestBody) Close() error {
+	b.mu.Lock()
+	b.handlerClosed = true
+	b.mu.Unlock()
+	return nil
+}
+
+// abandon refuses every further read (the connection is being dropped).
+func (b *requestBody) abandon() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+}
 
 // beforeHead runs as the response head is written, as in net/http: the unread rest of
 // the body is skipped now if it is small, and the connection is marked to close if it
@@ -308,8 +370,8 @@ func (b *requestBody) Close() error { return nil }
 func (b *requestBody) beforeHead() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.eof {
-		return true
+	if b.eof || b.fullDuplex {
+		return true // full duplex: what is left is skipped after the handler
 	}
 	if b.closed || b.left >= maxDiscard {
 		return false
@@ -338,10 +400,23 @@ func (b *requestBody) finish(keep bool) bool {
 	return keep && b.left < maxDiscard && b.skipLocked()
 }
 
-// armWatch starts the disconnect watch's timer for the request being served.
+// startServing marks a handler as running; arm starts the disconnect watch at once
+// (for a request without a body, when no further request is already buffered).
+func (c *conn) startServing(arm bool) {
+	c.watchMu.Lock()
+	c.serving = true
+	c.watchMu.Unlock()
+	if arm {
+		c.armWatch()
+	}
+}
+
+// armWatch starts the disconnect watch's timer for the request being served; it does
+// nothing once the handler has returned (a body read by another goroutine can reach its
+// end after that).
 func (c *conn) armWatch() {
 	c.watchMu.Lock()
-	if c.watchSt == watchOff {
+	if c.serving && c.watchSt == watchOff {
 		c.watchSt = watchArmed
 		c.timer.Reset(c.s.WatchDelay)
 	}
@@ -385,6 +460,7 @@ func (c *conn) stopWatch() {
 	c.watchMu.Lock()
 	st := c.watchSt
 	c.watchSt = watchOff
+	c.serving = false
 	switch st {
 	case watchArmed:
 		c.timer.Stop()

@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // response is the lean loop's http.ResponseWriter, reused for every request of a
@@ -34,6 +37,8 @@ type response struct {
 
 const holdBack = 2048
 
+// reset prepares w for the next request. The header map is reused: a handler must not
+// keep it after returning (none of Portico's does).
 func (w *response) reset(c *conn, req *http.Request, body *requestBody) {
 	h := w.header
 	if h == nil {
@@ -58,7 +63,7 @@ func (w *response) WriteHeader(code int) {
 		// set so far; the handler clears them afterwards.
 		if w.req.ProtoAtLeast(1, 1) {
 			w.writeStatusLine(code)
-			w.writeHeaders()
+			w.writeHeaders("Content-Length", "Transfer-Encoding")
 			w.c.bw.WriteString("\r\n")
 			w.c.bw.Flush()
 		}
@@ -66,8 +71,14 @@ func (w *response) WriteHeader(code int) {
 	}
 	w.wroteHead = true
 	w.status = code
-	if cl := w.header["Content-Length"]; len(cl) == 1 {
-		if n, err := strconv.ParseInt(strings.TrimSpace(cl[0]), 10, 64); err == nil && n >= 0 {
+	if cl, ok := w.header["Content-Length"]; ok {
+		// One valid value declares the length; anything else (two values, say from a
+		// header filter adding one) is dropped rather than sent contradicting the framing.
+		n, err := int64(-1), error(nil)
+		if len(cl) == 1 {
+			n, err = strconv.ParseInt(strings.TrimSpace(cl[0]), 10, 64)
+		}
+		if err == nil && n >= 0 {
 			w.length = n
 		} else {
 			delete(w.header, "Content-Length")
@@ -133,9 +144,17 @@ func (w *response) FlushError() error {
 func (w *response) SetReadDeadline(t time.Time) error  { return w.c.rwc.SetReadDeadline(t) }
 func (w *response) SetWriteDeadline(t time.Time) error { return w.c.rwc.SetWriteDeadline(t) }
 
-// EnableFullDuplex: the lean loop never reads behind the handler's back, so the request
-// body can always be read while the response is written.
-func (w *response) EnableFullDuplex() error { return nil }
+// EnableFullDuplex lets the handler read the request body after the response has
+// begun (the lean loop never reads behind the handler's back; without this, what is
+// left of the body is skipped when the head is written, as net/http does).
+func (w *response) EnableFullDuplex() error {
+	if b := w.body; b != nil {
+		b.mu.Lock()
+		b.fullDuplex = true
+		b.mu.Unlock()
+	}
+	return nil
+}
 
 func bodyAllowed(status int) bool {
 	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
@@ -189,6 +208,9 @@ func (w *response) commit(final bool, next []byte) {
 		w.chunked = true
 	default:
 		w.closeAfter = true // HTTP/1.0 without a length: the close ends the body
+	}
+	if w.chunked || w.length < 0 && !isHead {
+		delete(h, "Content-Length") // the framing is chunks or the close, never a length
 	}
 	if _, ok := h["Content-Type"]; !ok && bodyAllowed(w.status) && !isHead && h.Get("Content-Encoding") == "" {
 		sniff := w.held
@@ -265,11 +287,12 @@ func (w *response) writeStatusLine(code int) {
 	bw.WriteString(" status code\r\n")
 }
 
-func (w *response) writeHeaders() {
+// writeHeaders writes the header fields, but those named in skip.
+func (w *response) writeHeaders(skip ...string) {
 	bw := w.c.bw
 	for k, vs := range w.header {
-		if !validHeaderName(k) {
-			continue // as net/http: there is no way to report it, so drop it
+		if !validHeaderName(k) || slices.Contains(skip, k) {
+			continue // as net/http: there is no way to report a bad name, so drop it
 		}
 		for _, v := range vs {
 			writeField(bw, k, v)
@@ -329,7 +352,7 @@ func (w *response) writeTrailers() {
 			var k string
 			k, decl, _ = strings.Cut(decl, ",")
 			k = http.CanonicalHeaderKey(strings.TrimSpace(k))
-			if !validHeaderName(k) {
+			if !validHeaderName(k) || !httpguts.ValidTrailerHeader(k) {
 				continue
 			}
 			for _, v := range w.header[k] {
@@ -338,7 +361,7 @@ func (w *response) writeTrailers() {
 		}
 	}
 	for k, vs := range w.header {
-		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && validHeaderName(name) {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && validHeaderName(name) && httpguts.ValidTrailerHeader(name) {
 			for _, v := range vs {
 				writeField(bw, name, v)
 			}

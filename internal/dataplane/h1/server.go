@@ -80,15 +80,17 @@ func (s *Server) Serve(ln net.Listener) error {
 			if s.shutting.Load() {
 				return http.ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Out of file descriptors and the like: back off as net/http does.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return err
 			}
-			s.Close()
-			return err
+			// Out of file descriptors, buffers and the like: back off and try again, as
+			// net/http does; the connections being served carry on.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			if delay == time.Second {
+				s.Log.Warn("accepting connections fails; retrying", "error", err)
+			}
+			time.Sleep(delay)
+			continue
 		}
 		delay = 0
 		c := newConn(s, rwc)
@@ -153,11 +155,18 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// freshGrace is how long a connection that has not sent a request yet is left to send
+// one when the server shuts down (its client may be about to), as net/http does.
+const freshGrace = 5 * time.Second
+
 // closeIdle closes idle connections and returns how many are still open.
 func (s *Server) closeIdle() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
+		if c.fresh.Load() && time.Since(c.accepted) < freshGrace {
+			continue
+		}
 		if c.state.CompareAndSwap(stateIdle, stateClosed) {
 			c.rwc.Close()
 		}

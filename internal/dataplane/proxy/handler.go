@@ -299,9 +299,10 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		o = st.obs
 	}
 	if errors.Is(r.Context().Err(), context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-		// The client went away; there is nobody to answer.
+		// The client went away; there is nobody to answer. Abort, so that the server
+		// drops the connection instead of completing an empty 200.
 		o.note(telemetry.FlagDownstreamTerminated, "downstream_disconnected")
-		return
+		panic(http.ErrAbortHandler)
 	}
 	code := http.StatusBadGateway
 	var bodyErr *clientBodyError

@@ -113,8 +113,10 @@ func (h *Handler) finish(r *http.Request, o *observation, rec *recorder, body *c
 		}
 	}
 	switch {
-	case panicked != nil && rec.writeErr != nil, rec.writeErr != nil:
+	case rec.writeErr != nil:
 		o.note(telemetry.FlagDownstreamTerminated, "downstream_write_failed")
+	case e.Flags&telemetry.FlagDownstreamTerminated != 0:
+		// already known (the client left while the request waited)
 	case panicked != nil:
 		o.note(telemetry.FlagUpstreamTerminated, "upstream_response_cut")
 	case e.Status == 0 && errors.Is(r.Context().Err(), context.Canceled):
