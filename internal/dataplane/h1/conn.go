@@ -120,7 +120,7 @@ func (c *conn) serve() {
 		s.forget(c)
 	}()
 
-	first := true
+	first, lastPOST := true, false
 	for {
 		if c.br.Buffered() == 0 && c.in.pending < 0 {
 			wait := s.IdleTimeout
@@ -138,6 +138,15 @@ func (c *conn) serve() {
 		first = false
 		c.fresh.Store(false)
 		setReadTimeout(c.rwc, s.ReadHeaderTimeout)
+		if lastPOST {
+			// As net/http: old clients send a stray CRLF after a POST body.
+			peek, _ := c.br.Peek(4)
+			n := 0
+			for n < len(peek) && (peek[n] == '\r' || peek[n] == '\n') {
+				n++
+			}
+			c.br.Discard(n)
+		}
 		err := c.readHead()
 		if errors.Is(err, errHandOff) {
 			c.rwc.SetReadDeadline(time.Time{})
@@ -158,6 +167,7 @@ func (c *conn) serve() {
 			c.badRequest("400 Bad Request: malformed Host header")
 			return
 		}
+		lastPOST = req.Method == http.MethodPost
 		if !c.serveRequest(req) || s.shutting.Load() {
 			return
 		}
