@@ -18,7 +18,8 @@
 # Settings (environment): RUNS=5 DURATION=10 (seconds) CONNS=64 WARMUP=2 (seconds)
 # PROXY_CPU=0 LOAD_CPU=1 BACKEND_PORT=18080 NGINX_PORT=18081 PORTICO_PORT=18082
 # PORTICO_NET_PORT=18083 (Portico with net/http's HTTP/1.1 server instead of its lean loop,
-# target "portico-nethttp", for comparison)
+# target "portico-nethttp", for comparison) PORTICO_TEL_PORT=18084 (Portico with its JSON
+# access log, to a file, and metrics on: target "portico-telemetry")
 # RESULTS (directory for the reports, default bench/results)
 set -euo pipefail
 
@@ -36,6 +37,7 @@ BACKEND_PORT=${BACKEND_PORT:-18080}
 NGINX_PORT=${NGINX_PORT:-18081}
 PORTICO_PORT=${PORTICO_PORT:-18082}
 PORTICO_NET_PORT=${PORTICO_NET_PORT:-18083}
+PORTICO_TEL_PORT=${PORTICO_TEL_PORT:-18084}
 MODE=${1:-run}
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -292,13 +294,16 @@ start portico "$PROXY_CPU" env GOMAXPROCS=1 "$WORK/portico" -listen "127.0.0.1:$
 portico_pid=$STARTED
 start portico-nethttp "$PROXY_CPU" env GOMAXPROCS=1 "$WORK/portico" -nethttp -listen "127.0.0.1:$PORTICO_NET_PORT" -backend "127.0.0.1:$BACKEND_PORT"
 portico_net_pid=$STARTED
+start portico-telemetry "$PROXY_CPU" env GOMAXPROCS=1 "$WORK/portico" -access-log "$WORK/access.log" -listen "127.0.0.1:$PORTICO_TEL_PORT" -backend "127.0.0.1:$BACKEND_PORT"
+portico_tel_pid=$STARTED
 wait_port "$NGINX_PORT" "$WORK/nginx.log"
 wait_port "$PORTICO_PORT" "$WORK/portico.log"
 wait_port "$PORTICO_NET_PORT" "$WORK/portico-nethttp.log"
+wait_port "$PORTICO_TEL_PORT" "$WORK/portico-telemetry.log"
 
-TARGETS=(direct nginx portico portico-nethttp)
-declare -A PORT=([direct]=$BACKEND_PORT [nginx]=$NGINX_PORT [portico]=$PORTICO_PORT [portico-nethttp]=$PORTICO_NET_PORT)
-declare -A PROC=([direct]="" [nginx]=$nginx_pid [portico]=$portico_pid [portico-nethttp]=$portico_net_pid)
+TARGETS=(direct nginx portico portico-nethttp portico-telemetry)
+declare -A PORT=([direct]=$BACKEND_PORT [nginx]=$NGINX_PORT [portico]=$PORTICO_PORT [portico-nethttp]=$PORTICO_NET_PORT [portico-telemetry]=$PORTICO_TEL_PORT)
+declare -A PROC=([direct]="" [nginx]=$nginx_pid [portico]=$portico_pid [portico-nethttp]=$portico_net_pid [portico-telemetry]=$portico_tel_pid)
 
 for t in "${TARGETS[@]}"; do
 	log "warm-up $t (${WARMUP}s)"
@@ -355,6 +360,7 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 	done
 	echo
 	echo "Portico / nginx: req/s $(ratio "${RPS[portico]}" "${RPS[nginx]}"), p99 $(ratio "${P99[portico]}" "${P99[nginx]}"), requests per CPU-second $(ratio "${PERCPU[portico]}" "${PERCPU[nginx]}")."
+	echo "Portico with its access log and metrics on (portico-telemetry) / Portico: req/s $(ratio "${RPS[portico-telemetry]}" "${RPS[portico]}"), p99 $(ratio "${P99[portico-telemetry]}" "${P99[portico]}"), requests per CPU-second $(ratio "${PERCPU[portico-telemetry]}" "${PERCPU[portico]}")."
 	echo "Portico with net/http's HTTP/1.1 server (portico-nethttp) / nginx: req/s $(ratio "${RPS[portico-nethttp]}" "${RPS[nginx]}"), p99 $(ratio "${P99[portico-nethttp]}" "${P99[nginx]}"), requests per CPU-second $(ratio "${PERCPU[portico-nethttp]}" "${PERCPU[nginx]}")."
 	echo
 	echo "\"proxy CPU busy\" is the proxy's CPU time over the run's length (100 % = its core saturated)."
@@ -365,7 +371,7 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 	echo
 	echo '```'
 	for t in "${TARGETS[@]}"; do
-		awk -v t="$t" '{printf "%-15s %s\n", t, $0}' "$WORK/$t.runs"
+		awk -v t="$t" '{printf "%-17s %s\n", t, $0}' "$WORK/$t.runs"
 	done
 	echo '```'
 } >"$RESULTS/latest.md"

@@ -19,6 +19,7 @@ import (
 
 	"github.com/portico-gw/portico/internal/dataplane"
 	"github.com/portico-gw/portico/internal/ir"
+	"github.com/portico-gw/portico/internal/telemetry"
 )
 
 func main() {
@@ -33,6 +34,7 @@ func run() error {
 	backend := flag.String("backend", "127.0.0.1:18080", "the backend's address")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	netHTTP := flag.Bool("nethttp", false, "serve HTTP/1.1 with net/http's server instead of the lean loop")
+	accessLog := flag.String("access-log", "", "turn telemetry on: JSON access log to this file, and metrics")
 	flag.Parse()
 
 	cfg, err := config(*listen, *backend)
@@ -51,7 +53,16 @@ func run() error {
 		defer pprof.StopCPUProfile()
 	}
 
-	s := dataplane.New(dataplane.Options{NetHTTP1: *netHTTP, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	var tel *telemetry.Set
+	if *accessLog != "" {
+		l, err := telemetry.NewAccessLog(telemetry.AccessLogOptions{Path: *accessLog})
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		tel = &telemetry.Set{Log: l, Metrics: telemetry.NewMetrics()}
+	}
+	s := dataplane.New(dataplane.Options{NetHTTP1: *netHTTP, Telemetry: tel, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err := s.Apply(cfg); err != nil {
 		return err
 	}

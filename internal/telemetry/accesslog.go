@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // AccessLogOptions configure an AccessLog.
@@ -101,28 +102,46 @@ func (l *AccessLog) Dropped() uint64 { return l.dropped.Load() }
 // Written is the number of entries written.
 func (l *AccessLog) Written() uint64 { return l.written.Load() }
 
+// flushEvery bounds how long a written line may wait in the buffer: lines are written
+// out in batches, not with a syscall each.
+const flushEvery = 50 * time.Millisecond
+
 func (l *AccessLog) run() {
 	defer close(l.done)
 	buf := make([]byte, 0, 1024)
-	for e := range l.ch {
-		buf = buf[:0]
-		if l.text {
-			buf = e.appendText(buf)
-		} else {
-			buf = e.appendJSON(buf)
+	tick := time.NewTicker(flushEvery)
+	defer tick.Stop()
+	dirty := false
+	for {
+		select {
+		case e, ok := <-l.ch:
+			if !ok {
+				l.mu.Lock()
+				l.w.Flush()
+				l.mu.Unlock()
+				return
+			}
+			buf = buf[:0]
+			if l.text {
+				buf = e.appendText(buf)
+			} else {
+				buf = e.appendJSON(buf)
+			}
+			Release(e)
+			l.mu.Lock()
+			l.w.Write(buf)
+			l.mu.Unlock()
+			l.written.Add(1)
+			dirty = true
+		case <-tick.C:
+			if dirty {
+				l.mu.Lock()
+				l.w.Flush()
+				l.mu.Unlock()
+				dirty = false
+			}
 		}
-		Release(e)
-		l.mu.Lock()
-		l.w.Write(buf)
-		if len(l.ch) == 0 {
-			l.w.Flush() // nothing else waiting: let the line out now
-		}
-		l.mu.Unlock()
-		l.written.Add(1)
 	}
-	l.mu.Lock()
-	l.w.Flush()
-	l.mu.Unlock()
 }
 
 // Reopen flushes and reopens the log file (after a rotation moved it away); a log on a

@@ -42,8 +42,7 @@ type conn struct {
 	in     connReader
 	br     *bufio.Reader
 	bw     *bufio.Writer
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx    context.Context // the connection's values; never cancelled, so request contexts need no registration in it
 	remote string
 	state  atomic.Int32
 	resp   response
@@ -53,6 +52,7 @@ type conn struct {
 	watchMu   sync.Mutex
 	watchSt   uint8
 	serving   bool // a handler runs: only then may the watch be armed
+	reqCancel context.CancelFunc // cancels the request being served
 	watchDone chan struct{}
 	gone      atomic.Bool // the client closed its side while a request waited
 
@@ -103,13 +103,12 @@ func (c *conn) serve() {
 	// to know that a panic(http.ErrAbortHandler) will be recovered.
 	ctx := context.WithValue(context.Background(), http.ServerContextKey, s.Fallback)
 	ctx = context.WithValue(ctx, http.LocalAddrContextKey, c.rwc.LocalAddr())
-	c.ctx, c.cancel = context.WithCancel(ctx)
+	c.ctx = ctx
 	c.timer = time.AfterFunc(time.Hour, c.watch)
 	c.timer.Stop()
 	handedOff := false
 	defer func() {
 		c.stopWatch()
-		c.cancel()
 		if !handedOff {
 			c.close()
 			c.br.Reset(nil)
@@ -273,6 +272,7 @@ func (c *conn) serveRequest(req *http.Request) bool {
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
 	req = req.WithContext(ctx)
+	c.reqCancel = cancel // for the disconnect watch; set before it can be armed
 	var body *requestBody
 	if req.Body != http.NoBody {
 		// A body is not bounded by the head's deadline (as net/http without ReadTimeout).
@@ -455,7 +455,7 @@ func (c *conn) watch() {
 		c.in.pending = int(b[0])
 	} else if !isTimeout(err) {
 		c.gone.Store(true)
-		c.cancel()
+		c.reqCancel() // stopWatch waits for this goroutine before the request ends
 	}
 	close(done)
 }
