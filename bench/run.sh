@@ -294,7 +294,7 @@ start portico "$PROXY_CPU" env GOMAXPROCS=1 "$WORK/portico" -listen "127.0.0.1:$
 portico_pid=$STARTED
 start portico-nethttp "$PROXY_CPU" env GOMAXPROCS=1 "$WORK/portico" -nethttp -listen "127.0.0.1:$PORTICO_NET_PORT" -backend "127.0.0.1:$BACKEND_PORT"
 portico_net_pid=$STARTED
-start portico-telemetry "$PROXY_CPU" env GOMAXPROCS=1 "$WORK/portico" -access-log "$WORK/access.log" -listen "127.0.0.1:$PORTICO_TEL_PORT" -backend "127.0.0.1:$BACKEND_PORT"
+start portico-telemetry "$PROXY_CPU" env GOMAXPROCS=1 "$WORK/portico" -access-log /dev/null -listen "127.0.0.1:$PORTICO_TEL_PORT" -backend "127.0.0.1:$BACKEND_PORT"
 portico_tel_pid=$STARTED
 wait_port "$NGINX_PORT" "$WORK/nginx.log"
 wait_port "$PORTICO_PORT" "$WORK/portico.log"

@@ -455,3 +455,35 @@ func portOf(t *testing.T, addr string) uint32 {
 	fmt.Sscan(p, &n)
 	return n
 }
+
+// Over HTTPS, the access log has the SNI and TLS version, and h2 requests their protocol.
+func TestAccessLogTLS(t *testing.T) {
+	ca := lfNewCA(t)
+	v1 := lfEcho(t, "v1", nil)
+	port := freePort(t)
+	out := &syncBuffer{}
+	l, err := telemetry.NewAccessLog(telemetry.AccessLogOptions{Writer: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := lfTLSConfig(port, lfClusters(v1),
+		lfHTTPSListener("default/gw/https", "secure.example.org", []ir.Certificate{ca.leaf(t, "secure", false, "secure.example.org")}, lfPrefix("r", "/", "v1")))
+	s := New(Options{Telemetry: &telemetry.Set{Log: l}})
+	if err := s.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	shutdownOnCleanup(t, s)
+	t.Cleanup(func() { l.Close() })
+	g := &telGateway{out: out, log: l}
+	for _, alpn := range []string{"h2", "http/1.1"} {
+		resp, _ := lfDo(t, lfTLSClient(t, ca.pool, "secure.example.org", alpn), http.MethodGet, lfTLSBase(port)+"/tls-"+alpn, "secure.example.org", nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: status %d", alpn, resp.StatusCode)
+		}
+		e := g.accessLine(t, "/tls-"+alpn)
+		wantProto := map[string]string{"h2": "HTTP/2.0", "http/1.1": "HTTP/1.1"}[alpn]
+		if e["tls_sni"] != "secure.example.org" || e["tls_version"] != "TLS 1.3" || e["protocol"] != wantProto || e["listener"] != "https" {
+			t.Errorf("%s: %v", alpn, e)
+		}
+	}
+}

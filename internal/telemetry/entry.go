@@ -3,6 +3,7 @@ package telemetry
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -58,7 +59,7 @@ func Release(e *Entry) { entries.Put(e) }
 // appendJSON appends e as one JSON object and a newline.
 func (e *Entry) appendJSON(b []byte) []byte {
 	b = append(b, `{"start_time":"`...)
-	b = e.Start.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z")
+	b = appendTime(b, e.Start)
 	b = append(b, '"')
 	b = jsonString(b, "method", e.Method)
 	b = jsonString(b, "path", e.Path)
@@ -152,13 +153,49 @@ func jsonMillis(b []byte, key string, d time.Duration) []byte {
 	return appendMillis(b, d)
 }
 
-// appendMillis writes d in milliseconds with microsecond precision; -1 when unset.
+// appendMillis writes d in milliseconds with microsecond precision ("2.254"); -1 when
+// unset.
 func appendMillis(b []byte, d time.Duration) []byte {
 	if d < 0 {
 		return append(b, "-1"...)
 	}
-	return strconv.AppendFloat(b, float64(d.Microseconds())/1000, 'f', -1, 64)
+	us := d.Microseconds()
+	b = strconv.AppendInt(b, us/1000, 10)
+	frac := us % 1000
+	if frac == 0 {
+		return b
+	}
+	b = append(b, '.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
+	for b[len(b)-1] == '0' {
+		b = b[:len(b)-1]
+	}
+	return b
 }
+
+// appendTime writes t in UTC as RFC 3339 with microseconds; the part up to the seconds
+// is formatted once a second.
+func appendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	sec := t.Unix()
+	p := secondPrefix.Load()
+	if p == nil || p.sec != sec {
+		p = &prefix{sec: sec, s: t.Truncate(time.Second).AppendFormat(nil, "2006-01-02T15:04:05.")}
+		secondPrefix.Store(p)
+	}
+	b = append(b, p.s...)
+	us := t.Nanosecond() / 1000
+	for div := 100000; div > 0; div /= 10 {
+		b = append(b, byte('0'+us/div%10))
+	}
+	return append(b, 'Z')
+}
+
+type prefix struct {
+	sec int64
+	s   []byte
+}
+
+var secondPrefix atomic.Pointer[prefix]
 
 const hexDigits = "0123456789abcdef"
 

@@ -69,3 +69,24 @@ func FuzzAccessLogJSON(f *testing.F) {
 		}
 	})
 }
+
+func TestTimeAndMillisFormats(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		-1: "-1", 0: "0", 2254 * time.Microsecond: "2.254", 1500 * time.Microsecond: "1.5",
+		2 * time.Second: "2000", 7 * time.Microsecond: "0.007", 999: "0",
+	} {
+		if got := string(appendMillis(nil, d)); got != want {
+			t.Errorf("appendMillis(%v) = %q, want %q", d, got, want)
+		}
+	}
+	for _, tm := range []time.Time{
+		time.Date(2026, 11, 29, 13, 16, 59, 934356000, time.UTC),
+		time.Date(2026, 11, 29, 13, 16, 59, 7000, time.FixedZone("x", 3600)),
+		time.Date(2026, 11, 29, 13, 17, 0, 0, time.UTC),
+	} {
+		want := tm.UTC().Format("2006-01-02T15:04:05.000000Z")
+		if got := string(appendTime(nil, tm)); got != want {
+			t.Errorf("appendTime = %q, want %q", got, want)
+		}
+	}
+}

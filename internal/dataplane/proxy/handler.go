@@ -205,8 +205,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *observation) 
 	}
 	st := &reqState{action: a, backend: b, requestID: requestID, obs: o}
 	ctx = context.WithValue(ctx, stateKey{}, st)
-	if o != nil && b.cluster.Fast != nil {
+	if o != nil && b.cluster.Fast != nil && !isUpgrade(r) {
 		ctx = upstream.WithTiming(ctx, &o.timing)
+		o.timed = true
 	}
 	r = r.WithContext(ctx)
 	if len(a.mirrors) > 0 {

@@ -43,10 +43,9 @@ func (h *Handler) observed(w http.ResponseWriter, r *http.Request) {
 		if sc := span.SpanContext(); sc.HasTraceID() {
 			e.TraceID = sc.TraceID().String()
 		}
-		r = r.WithContext(context.WithValue(ctx, observationKey{}, obs))
+		r = r.WithContext(ctx)
 	} else {
 		e.TraceID = telemetry.TraceID(r.Header.Get("Traceparent"))
-		r = r.WithContext(context.WithValue(r.Context(), observationKey{}, obs))
 	}
 	var body *countingBody
 	if r.Body != nil && r.Body != http.NoBody {
@@ -70,14 +69,8 @@ type observation struct {
 	active        bool      // counted in the listener's active requests
 	upstreamStart time.Time // the first attempt began
 	timing        upstream.Timing
+	timed         bool // timing is filled by the upstream pool
 	upgraded      bool
-}
-
-type observationKey struct{}
-
-func observationOf(ctx context.Context) *observation {
-	o, _ := ctx.Value(observationKey{}).(*observation)
-	return o
 }
 
 // note records who produced the answer and what went wrong; o may be nil (telemetry
@@ -106,10 +99,10 @@ func (h *Handler) finish(r *http.Request, o *observation, rec *recorder, body *c
 	}
 	if !o.upstreamStart.IsZero() {
 		e.UpstreamTime = now.Sub(o.upstreamStart)
-		if o.timing.Connect > 0 {
+		// Only Portico's HTTP/1.1 pool reports its dials; other transports leave the
+		// connect time unknown (-1).
+		if o.timed && e.UpstreamTTFB >= 0 {
 			e.UpstreamConnect = o.timing.Connect
-		} else if e.UpstreamTTFB >= 0 {
-			e.UpstreamConnect = 0
 		}
 	}
 	switch {

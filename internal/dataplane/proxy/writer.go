@@ -56,8 +56,8 @@ func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if o := observationOf(w.req.Context()); o != nil {
-		o.upgraded = true
+	if st, _ := w.req.Context().Value(stateKey{}).(*reqState); st != nil && st.obs != nil {
+		st.obs.upgraded = true
 	}
 	if w.conns == nil {
 		return conn, rw, nil
