@@ -51,7 +51,7 @@ type conn struct {
 	timer     *time.Timer
 	watchMu   sync.Mutex
 	watchSt   uint8
-	serving   bool // a handler runs: only then may the watch be armed
+	serving   bool               // a handler runs: only then may the watch be armed
 	reqCancel context.CancelFunc // cancels the request being served
 	watchDone chan struct{}
 	gone      atomic.Bool // the client closed its side while a request waited
