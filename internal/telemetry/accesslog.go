@@ -20,8 +20,9 @@ type AccessLogOptions struct {
 	Writer io.Writer
 	// Format is "json" (default) or "text".
 	Format string
-	// Buffer bounds the entries waiting to be written (default 16384). When it is full,
-	// entries are dropped and counted: the log never slows requests down.
+	// Buffer bounds the entries waiting to be written (default 65536: over 3 million
+	// requests a second between two of the writer's rounds). When it is full, entries are
+	// dropped and counted: the log never slows requests down.
 	Buffer int
 }
 
@@ -30,7 +31,8 @@ type AccessLog struct {
 	text    bool
 	path    string
 	ch      chan *Entry
-	done    chan struct{}
+	stop    chan struct{} // closed by Close
+	done    chan struct{} // closed by the writer when it has written everything
 	dropped atomic.Uint64
 	written atomic.Uint64
 
@@ -42,7 +44,7 @@ type AccessLog struct {
 
 // NewAccessLog opens the sink and starts the writer.
 func NewAccessLog(opts AccessLogOptions) (*AccessLog, error) {
-	l := &AccessLog{path: opts.Path, done: make(chan struct{})}
+	l := &AccessLog{path: opts.Path, stop: make(chan struct{}), done: make(chan struct{})}
 	switch opts.Format {
 	case "", "json":
 	case "text":
@@ -52,7 +54,7 @@ func NewAccessLog(opts AccessLogOptions) (*AccessLog, error) {
 	}
 	n := opts.Buffer
 	if n <= 0 {
-		n = 16384
+		n = 65536
 	}
 	l.ch = make(chan *Entry, n)
 	switch {
@@ -102,45 +104,62 @@ func (l *AccessLog) Dropped() uint64 { return l.dropped.Load() }
 // Written is the number of entries written.
 func (l *AccessLog) Written() uint64 { return l.written.Load() }
 
-// flushEvery bounds how long a written line may wait in the buffer: lines are written
-// out in batches, not with a syscall each.
-const flushEvery = 50 * time.Millisecond
+// flushEvery is how often the writer wakes up to write what has been logged: lines
+// are written in batches, and a request never wakes the writer (a goroutine switch per
+// request would cost more than formatting its line).
+const flushEvery = 20 * time.Millisecond
 
 func (l *AccessLog) run() {
 	defer close(l.done)
 	buf := make([]byte, 0, 1024)
 	tick := time.NewTicker(flushEvery)
 	defer tick.Stop()
-	dirty := false
+	write := func(e *Entry) {
+		buf = buf[:0]
+		if l.text {
+			buf = e.appendText(buf)
+		} else {
+			buf = e.appendJSON(buf)
+		}
+		Release(e)
+		l.w.Write(buf)
+		l.written.Add(1)
+	}
 	for {
 		select {
-		case e, ok := <-l.ch:
-			if !ok {
-				l.mu.Lock()
-				l.w.Flush()
-				l.mu.Unlock()
-				return
-			}
-			buf = buf[:0]
-			if l.text {
-				buf = e.appendText(buf)
-			} else {
-				buf = e.appendJSON(buf)
-			}
-			Release(e)
-			l.mu.Lock()
-			l.w.Write(buf)
-			l.mu.Unlock()
-			l.written.Add(1)
-			dirty = true
 		case <-tick.C:
-			if dirty {
-				l.mu.Lock()
-				l.w.Flush()
-				l.mu.Unlock()
-				dirty = false
+		case <-l.stop:
+			// Log must not be called any more: write what is queued and stop.
+			l.mu.Lock()
+			for {
+				select {
+				case e := <-l.ch:
+					write(e)
+					continue
+				default:
+				}
+				break
+			}
+			l.w.Flush()
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Lock()
+		wrote := false
+	drain:
+		for {
+			select {
+			case e := <-l.ch:
+				write(e)
+				wrote = true
+			default:
+				break drain
 			}
 		}
+		if wrote {
+			l.w.Flush()
+		}
+		l.mu.Unlock()
 	}
 }
 
@@ -163,11 +182,12 @@ func (l *AccessLog) Reopen() error {
 	return old.Close()
 }
 
-// Close writes what is queued and closes the file. Log must not be called afterwards.
+// Close writes what is queued and closes the file. Entries logged afterwards are never
+// written.
 func (l *AccessLog) Close() error {
 	var err error
 	l.once.Do(func() {
-		close(l.ch)
+		close(l.stop)
 		<-l.done
 		if l.f != nil {
 			err = l.f.Close()
