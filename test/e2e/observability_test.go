@@ -66,6 +66,42 @@ func TestObservabilityDefaults(t *testing.T) {
 			t.Errorf("%s missing from /metrics", name)
 		}
 	}
+	var accepted float64
+	for _, m := range fams["portico_objects"].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.Label {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["kind"] == "HTTPRoute" && labels["status"] == "accepted" {
+			accepted = m.Gauge.GetValue()
+		}
+	}
+	if accepted != 2 {
+		t.Errorf("portico_objects{kind=HTTPRoute,status=accepted} = %v, want the quickstart's 2", accepted)
+	}
+
+	// A live edit is timed from the file change to the new config serving.
+	g.q.write(t, "routes.yaml", g.q.read(t, "routes.yaml")+"\n# touched\n")
+	if _, err := eventually(10*time.Second, func() error {
+		_, body, err := g.adminGet("/metrics")
+		if err != nil {
+			return err
+		}
+		fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		h := fams["portico_config_propagation_seconds"].GetMetric()
+		if len(h) != 1 || h[0].Histogram.GetSampleCount() < 1 {
+			return fmt.Errorf("no propagation observed yet")
+		}
+		if s := h[0].Histogram.GetSampleSum(); s <= 0 || s > 10 {
+			return fmt.Errorf("propagation took %vs", s)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
 }
 
 // A file access log is reopened on SIGHUP, after a rotation moved it away.
