@@ -95,7 +95,7 @@ func (p *H1Pool) roundTrip(c *h1Conn, req *http.Request) (resp *http.Response, s
 		}
 		return nil, stale, err
 	}
-	if err := req.Write(c.bw); err != nil {
+	if err := writeRequest(c.bw, req); err != nil {
 		return fail(err, true)
 	}
 	if err := c.bw.Flush(); err != nil {
