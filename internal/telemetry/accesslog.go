@@ -30,7 +30,11 @@ type AccessLogOptions struct {
 type AccessLog struct {
 	text    bool
 	path    string
-	ch      chan *Entry
+	max     int
+	qmu     sync.Mutex
+	queue   []*Entry // logged, not written yet; swapped out by the writer
+	spare   []*Entry
+	stopped bool
 	stop    chan struct{} // closed by Close
 	done    chan struct{} // closed by the writer when it has written everything
 	dropped atomic.Uint64
@@ -52,11 +56,10 @@ func NewAccessLog(opts AccessLogOptions) (*AccessLog, error) {
 	default:
 		return nil, fmt.Errorf("access log format %q: want json or text", opts.Format)
 	}
-	n := opts.Buffer
-	if n <= 0 {
-		n = 65536
+	l.max = opts.Buffer
+	if l.max <= 0 {
+		l.max = 65536
 	}
-	l.ch = make(chan *Entry, n)
 	switch {
 	case opts.Path == "" && opts.Writer == nil:
 		return nil, errors.New("access log: no path or writer")
@@ -88,14 +91,17 @@ func openLog(path string) (*os.File, error) {
 }
 
 // Log queues e for writing and takes ownership of it. It never blocks: when the queue is
-// full, e is dropped and counted.
+// full (or the log closed), e is dropped and counted.
 func (l *AccessLog) Log(e *Entry) {
-	select {
-	case l.ch <- e:
-	default:
+	l.qmu.Lock()
+	if len(l.queue) >= l.max || l.stopped {
+		l.qmu.Unlock()
 		l.dropped.Add(1)
 		Release(e)
+		return
 	}
+	l.queue = append(l.queue, e)
+	l.qmu.Unlock()
 }
 
 // Dropped is the number of entries dropped because the queue was full.
@@ -114,52 +120,41 @@ func (l *AccessLog) run() {
 	buf := make([]byte, 0, 1024)
 	tick := time.NewTicker(flushEvery)
 	defer tick.Stop()
-	write := func(e *Entry) {
-		buf = buf[:0]
-		if l.text {
-			buf = e.appendText(buf)
-		} else {
-			buf = e.appendJSON(buf)
-		}
-		Release(e)
-		l.w.Write(buf)
-		l.written.Add(1)
-	}
 	for {
+		last := false
 		select {
 		case <-tick.C:
 		case <-l.stop:
-			// Log must not be called any more: write what is queued and stop.
+			last = true
+		}
+		// Take the queue (a slice, not a channel: its backing array is sized by the load,
+		// not by the bound, so the garbage collector scans little).
+		l.qmu.Lock()
+		batch := l.queue
+		l.queue = l.spare[:0]
+		l.stopped = last
+		l.qmu.Unlock()
+		if len(batch) > 0 {
 			l.mu.Lock()
-			for {
-				select {
-				case e := <-l.ch:
-					write(e)
-					continue
-				default:
+			for _, e := range batch {
+				buf = buf[:0]
+				if l.text {
+					buf = e.appendText(buf)
+				} else {
+					buf = e.appendJSON(buf)
 				}
-				break
+				Release(e)
+				l.w.Write(buf)
 			}
 			l.w.Flush()
 			l.mu.Unlock()
+			l.written.Add(uint64(len(batch)))
+			clear(batch)
+		}
+		l.spare = batch
+		if last {
 			return
 		}
-		l.mu.Lock()
-		wrote := false
-	drain:
-		for {
-			select {
-			case e := <-l.ch:
-				write(e)
-				wrote = true
-			default:
-				break drain
-			}
-		}
-		if wrote {
-			l.w.Flush()
-		}
-		l.mu.Unlock()
 	}
 }
 
