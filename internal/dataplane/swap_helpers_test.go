@@ -74,28 +74,29 @@ func swapServer(t testing.TB, cfg *ir.Config) *Server {
 	return s
 }
 
-// swapLog keeps everything the data plane logs (debug included), for failure messages.
-type swapLog struct {
+// safeBuffer is a buffer that goroutines may write to while a test reads it: the data
+// plane's log (debug included) for failure messages, an access log.
+type safeBuffer struct {
 	mu  sync.Mutex
 	buf strings.Builder
 }
 
-func (l *swapLog) Write(p []byte) (int, error) {
+func (l *safeBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.Write(p)
 }
 
-func (l *swapLog) String() string {
+func (l *safeBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()
 }
 
 // swapServerLogged is swapServer with the data plane's log kept.
-func swapServerLogged(t testing.TB, cfg *ir.Config) (*Server, *swapLog) {
+func swapServerLogged(t testing.TB, cfg *ir.Config) (*Server, *safeBuffer) {
 	t.Helper()
-	logs := &swapLog{}
+	logs := &safeBuffer{}
 	s := startServer(t, Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}, cfg)
 	return s, logs
 }

@@ -1,7 +1,6 @@
 package dataplane
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,35 +20,17 @@ import (
 	"github.com/portico-gw/portico/internal/telemetry"
 )
 
-// syncBuffer is an io.Writer safe for the access log's goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // telGateway is a data plane with the access log (to a buffer) and metrics on.
 type telGateway struct {
 	*fwdGateway
 	log     *telemetry.AccessLog
-	out     *syncBuffer
+	out     *safeBuffer
 	metrics *telemetry.Metrics
 }
 
 func startTelGateway(t *testing.T, routes []ir.Route, clusters ...ir.Cluster) *telGateway {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &safeBuffer{}
 	l, err := telemetry.NewAccessLog(telemetry.AccessLogOptions{Writer: out})
 	if err != nil {
 		t.Fatal(err)
@@ -461,7 +442,7 @@ func TestAccessLogTLS(t *testing.T) {
 	ca := lfNewCA(t)
 	v1 := lfEcho(t, "v1", nil)
 	port := freePort(t)
-	out := &syncBuffer{}
+	out := &safeBuffer{}
 	l, err := telemetry.NewAccessLog(telemetry.AccessLogOptions{Writer: out})
 	if err != nil {
 		t.Fatal(err)

@@ -128,7 +128,7 @@ func TestTracePropagation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			out := &syncBuffer{}
+			out := &safeBuffer{}
 			log, _ := telemetry.NewAccessLog(telemetry.AccessLogOptions{Writer: out})
 			gw := fwdStart(t, Options{Telemetry: &telemetry.Set{Tracing: tr, Log: log}}, []ir.Route{fwdRoute("traced", "/", "echo")}, cluster)
 			t.Cleanup(func() { log.Close(); tr.Shutdown(context.Background()) })

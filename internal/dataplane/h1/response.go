@@ -168,7 +168,7 @@ func (w *response) commit(final bool, next []byte) {
 	h := w.header
 	http11 := w.req.ProtoAtLeast(1, 1)
 	w.closeAfter = w.req.Close || w.c.s.shutting.Load()
-	if v := h["Connection"]; len(v) > 0 && hasToken(v, "close") {
+	if v := h["Connection"]; len(v) > 0 && httpguts.HeaderValuesContainsToken(v, "close") {
 		w.closeAfter = true
 	}
 	if w.body != nil && !w.closeAfter && !w.body.beforeHead() {
@@ -241,19 +241,6 @@ func (w *response) commit(final bool, next []byte) {
 		w.writeBody(held)
 		w.held = held[:0]
 	}
-}
-
-func hasToken(vs []string, tok string) bool {
-	for _, v := range vs {
-		for v != "" {
-			var t string
-			t, v, _ = strings.Cut(v, ",")
-			if strings.EqualFold(strings.TrimSpace(t), tok) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // statusLines holds "HTTP/1.1 <code> <text>\r\n" for the codes with a known text.

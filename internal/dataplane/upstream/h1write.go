@@ -50,7 +50,7 @@ func writeRequest(w *bufio.Writer, req *http.Request) error {
 		w.Write(strconv.AppendInt(b[:0], req.ContentLength, 10))
 		w.WriteString("\r\n")
 	}
-	if req.Close && !hasToken(req.Header["Connection"], "close") {
+	if req.Close && !httpguts.HeaderValuesContainsToken(req.Header["Connection"], "close") {
 		w.WriteString("Connection: close\r\n")
 	}
 	for k, vs := range req.Header {
@@ -113,17 +113,4 @@ func writeField(w *bufio.Writer, name, v string) {
 	}
 	w.WriteString(strings.Trim(v, " \t"))
 	w.WriteString("\r\n")
-}
-
-func hasToken(vs []string, tok string) bool {
-	for _, v := range vs {
-		for v != "" {
-			var t string
-			t, v, _ = strings.Cut(v, ",")
-			if strings.EqualFold(strings.TrimSpace(t), tok) {
-				return true
-			}
-		}
-	}
-	return false
 }
