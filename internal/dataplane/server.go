@@ -362,7 +362,15 @@ func (s *Server) drain(sock *socket) {
 		}
 		<-sock.served
 		sock.handler.Close()
+		s.forgetSocket(sock)
 	}()
+}
+
+// forgetSocket drops the metrics of a socket that is no longer bound.
+func (s *Server) forgetSocket(sock *socket) {
+	if m := s.metrics(); m != nil {
+		m.ForgetConnections(sock.gateway, sock.key.String())
+	}
 }
 
 // Addresses lists the bound sockets ("host:port"), for logs and tests.
@@ -402,6 +410,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 			<-sock.served
 			sock.handler.Close()
+			s.forgetSocket(sock)
 		}()
 	}
 	wg.Wait()

@@ -403,6 +403,21 @@ func TestMetricSeriesPerRoute(t *testing.T) {
 	if err := g.srv.Apply(fwdConfig(portOf(t, g.addr), routes[:1], clusters[:1])); err != nil {
 		t.Fatal(err)
 	}
+	// A port that goes away takes its connection gauge with it (once drained).
+	if err := g.srv.Apply(&ir.Config{Clusters: clusters[:1]}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, ok := metricValue(scrape(t, g.metrics), "portico_downstream_connections", map[string]string{"address": g.addr}); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the removed port's connection gauge is still served")
+		}
+		client.CloseIdleConnections()
+		time.Sleep(20 * time.Millisecond)
+	}
 	for name, f := range scrape(t, g.metrics) {
 		for _, m := range f.Metric {
 			for _, lp := range m.Label {
