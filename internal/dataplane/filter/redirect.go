@@ -25,9 +25,10 @@ func CompileRedirect(r *ir.Redirect, matchPrefix string) *Redirect {
 	return &Redirect{ir: *r, prefix: normalizePrefix(matchPrefix)}
 }
 
-// Location computes the redirect target. scheme and port are how the request arrived.
+// Location computes the redirect target. scheme is how the request arrived, listenerPort
+// the port of the listener that took it.
 func (rd *Redirect) Location(r *http.Request, scheme string, listenerPort uint32) string {
-	host, reqPort := splitHost(r.Host)
+	host, _ := splitHost(r.Host)
 	outScheme := scheme
 	if rd.ir.Scheme != "" {
 		outScheme = rd.ir.Scheme
@@ -35,16 +36,15 @@ func (rd *Redirect) Location(r *http.Request, scheme string, listenerPort uint32
 	if rd.ir.Hostname != "" {
 		host = rd.ir.Hostname
 	}
-	// Port: explicit; else the scheme's well-known port when the scheme changes; else
-	// the port the request arrived on.
+	// Port, as the Gateway API specifies: explicit; else the well-known port of the
+	// redirect's scheme when it sets one; else the listener's port (not the port in the
+	// Host header, which a load balancer in front may have set to anything).
 	var port uint32
 	switch {
 	case rd.ir.Port != 0:
 		port = rd.ir.Port
 	case rd.ir.Scheme != "":
 		port = wellKnownPort(outScheme)
-	case reqPort != 0:
-		port = reqPort
 	default:
 		port = listenerPort
 	}

@@ -39,6 +39,8 @@ func TestRedirectLocation(t *testing.T) {
 		{"https with port 80 keeps it", ir.Redirect{Scheme: "https", Port: 80}, "/", "http://example.org/p", "http", 80, "https://example.org:80/p"},
 		{"http with port 443 keeps it", ir.Redirect{Scheme: "http", Port: 443}, "/", "https://example.org/p", "https", 443, "http://example.org:443/p"},
 		{"host keeps the request's port", ir.Redirect{}, "/", "http://example.org:8080/p", "http", 8080, "http://example.org:8080/p"},
+		{"the listener's port, not the Host header's", ir.Redirect{}, "/", "http://example.org:9999/p", "http", 8080, "http://example.org:8080/p"},
+		{"the listener's well-known port drops the Host header's", ir.Redirect{}, "/", "http://example.org:9999/p", "http", 80, "http://example.org/p"},
 		{"host without port takes the listener's", ir.Redirect{}, "/", "http://example.org/p", "http", 8080, "http://example.org:8080/p"},
 		{"hostname replaced", ir.Redirect{Hostname: "example.net"}, "/", "http://example.org:8080/p", "http", 8080, "http://example.net:8080/p"},
 		{"query kept", ir.Redirect{Scheme: "https"}, "/", "http://example.org/p?a=1&b=%2F", "http", 80, "https://example.org/p?a=1&b=%2F"},
