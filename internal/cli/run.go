@@ -200,29 +200,35 @@ func startTelemetry(ctx context.Context, f runFlags, stdout io.Writer, log *slog
 		}
 		tel.Log = l
 		tel.Metrics.WatchAccessLog(l)
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		done := make(chan struct{})
-		go func() {
-			for {
-				select {
-				case <-hup:
-					if err := l.Reopen(); err != nil {
-						log.Error("reopening the access log failed", "error", err)
-					} else {
-						log.Info("access log reopened", "path", f.accessLog)
-					}
-				case <-done:
-					return
-				}
-			}
-		}()
-		stops = append(stops, func() {
-			signal.Stop(hup)
-			close(done)
-			_ = l.Close()
-		})
+		stops = append(stops, func() { _ = l.Close() })
 	}
+	// SIGHUP reopens a file access log (after logrotate moved it). It is always caught,
+	// so that a rotation script's "kill -HUP" never stops a Portico without one.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				if tel.Log == nil || f.accessLog == "stdout" {
+					log.Info("SIGHUP: no access log file to reopen")
+					continue
+				}
+				if err := tel.Log.Reopen(); err != nil {
+					log.Error("reopening the access log failed", "error", err)
+				} else {
+					log.Info("access log reopened", "path", f.accessLog)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	stops = append(stops, func() {
+		signal.Stop(hup)
+		close(done)
+	})
 	tr, err := telemetry.NewTracing(ctx, f.tracing)
 	if err != nil {
 		stop()

@@ -4,13 +4,13 @@ import (
 	"net"
 	"sync"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/portico-gw/portico/internal/telemetry"
 )
 
-// countingListener keeps a gauge of its open connections.
+// countingListener counts its open connections.
 type countingListener struct {
 	net.Listener
-	open prometheus.Gauge
+	open *telemetry.ConnCounter
 }
 
 func (l countingListener) Accept() (net.Conn, error) {
@@ -18,18 +18,18 @@ func (l countingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.open.Inc()
+	l.open.Add(1)
 	return &countedConn{Conn: c, open: l.open}, nil
 }
 
 type countedConn struct {
 	net.Conn
-	open prometheus.Gauge
+	open *telemetry.ConnCounter
 	once sync.Once
 }
 
 func (c *countedConn) Close() error {
-	c.once.Do(c.open.Dec)
+	c.once.Do(func() { c.open.Add(-1) })
 	return c.Conn.Close()
 }
 

@@ -136,7 +136,8 @@ type socket struct {
 	ln      net.Listener
 	srv     httpServer
 	handler *proxy.Handler
-	certs   *certStore // TLS ports only
+	certs   *certStore             // TLS ports only
+	conns   *telemetry.ConnCounter // nil with metrics off
 	served  chan struct{}
 }
 
@@ -150,10 +151,11 @@ type httpServer interface {
 
 // compiledPort is a port's new routing, ready to be stored in its socket.
 type compiledPort struct {
-	gateway string
-	table   *proxy.Table
-	certs   *certTable
-	metrics []*telemetry.RouteMetrics // of every route, to retain their series
+	gateway   string
+	table     *proxy.Table
+	certs     *certTable
+	metrics   []*telemetry.RouteMetrics // of every route, to retain their series
+	listeners []string                  // IR names, and "gateway/" for requests no listener takes
 }
 
 // Apply compiles cfg and swaps it in. Sockets whose address, port and kind are
@@ -234,10 +236,12 @@ func (s *Server) Apply(cfg *ir.Config) error {
 	s.live.Store(&clusters)
 	if m := s.metrics(); m != nil {
 		var live []*telemetry.RouteMetrics
+		var listeners []string
 		for _, cp := range ports {
 			live = append(live, cp.metrics...)
+			listeners = append(listeners, cp.listeners...)
 		}
-		m.Retain(live)
+		m.Retain(live, listeners)
 	}
 	for _, t := range unused {
 		t.CloseIdleConnections() // in-flight requests finish; idle pooled connections go
@@ -276,7 +280,10 @@ func (s *Server) compile(cfg *ir.Config, clusters upstream.Set) (map[socketKey]*
 			if err != nil {
 				return nil, fmt.Errorf("gateway %s port %d: %w", g.Name, p.Number, err)
 			}
-			cp := &compiledPort{gateway: g.Name, table: table, metrics: routeMetrics}
+			cp := &compiledPort{gateway: g.Name, table: table, metrics: routeMetrics, listeners: []string{g.Name + "/"}}
+			for li := range p.Listeners {
+				cp.listeners = append(cp.listeners, p.Listeners[li].Name)
+			}
 			if isTLS {
 				if cp.certs, err = compileCerts(p.Listeners); err != nil {
 					return nil, fmt.Errorf("gateway %s port %d: %w", g.Name, p.Number, err)
@@ -299,10 +306,12 @@ func (s *Server) bind(key socketKey, gateway string) (*socket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway %s: bind %s: %w", gateway, key, err)
 	}
+	var counter *telemetry.ConnCounter
 	if m := s.metrics(); m != nil {
-		ln = countingListener{Listener: ln, open: m.Connections(gateway, key.String())}
+		counter = m.Connections(gateway, key.String())
+		ln = countingListener{Listener: ln, open: counter}
 	}
-	sock := &socket{key: key, gateway: gateway, ln: ln, served: make(chan struct{})}
+	sock := &socket{key: key, gateway: gateway, ln: ln, conns: counter, served: make(chan struct{})}
 	sock.handler = proxy.NewHandler(gateway, key.port, key.tls, s.conns, s.opts.Telemetry, s.log.With("gateway", gateway, "address", key.String()))
 	hs := &http.Server{
 		Handler:           sock.handler,
@@ -368,8 +377,8 @@ func (s *Server) drain(sock *socket) {
 
 // forgetSocket drops the metrics of a socket that is no longer bound.
 func (s *Server) forgetSocket(sock *socket) {
-	if m := s.metrics(); m != nil {
-		m.ForgetConnections(sock.gateway, sock.key.String())
+	if m := s.metrics(); m != nil && sock.conns != nil {
+		m.ForgetConnections(sock.conns)
 	}
 }
 

@@ -67,6 +67,16 @@ func (g *telGateway) accessLine(t *testing.T, path string) map[string]any {
 
 func TestAccessLog(t *testing.T) {
 	backend := fwdBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow/stream" {
+			// Headers and a first chunk at once, the rest after the route's timeout.
+			io.WriteString(w, "first\n")
+			w.(http.Flusher).Flush()
+			select {
+			case <-time.After(5 * time.Second):
+			case <-r.Context().Done():
+			}
+			return
+		}
 		if d, err := time.ParseDuration(r.URL.Query().Get("sleep")); err == nil {
 			select {
 			case <-time.After(d):
@@ -189,6 +199,19 @@ func TestAccessLog(t *testing.T) {
 		e := g.accessLine(t, "/slow?sleep=5s")
 		if e["status"] != float64(504) || e["response_flags"] != "UT" || e["response_code_details"] != "upstream_timeout" {
 			t.Errorf("UT line: %v", e)
+		}
+	})
+
+	t.Run("timeout while the body streams", func(t *testing.T) {
+		resp, err := client.Get(g.base + "/slow/stream")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		e := g.accessLine(t, "/slow/stream")
+		if e["response_flags"] != "UT" || e["response_code_details"] != "upstream_timeout" {
+			t.Errorf("a timeout mid-body: %v", e)
 		}
 	})
 

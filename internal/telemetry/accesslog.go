@@ -40,8 +40,9 @@ type AccessLog struct {
 	dropped atomic.Uint64
 	written atomic.Uint64
 
-	mu   sync.Mutex // guards w, f and reopen against the writer goroutine
+	mu   sync.Mutex // guards w, sink, f and reopen against the writer goroutine
 	w    *bufio.Writer
+	sink io.Writer
 	f    *os.File
 	once sync.Once
 }
@@ -69,13 +70,14 @@ func NewAccessLog(opts AccessLogOptions) (*AccessLog, error) {
 			w = os.Stdout
 		}
 		l.path = ""
+		l.sink = w
 		l.w = bufio.NewWriterSize(w, 64<<10)
 	default:
 		f, err := openLog(opts.Path)
 		if err != nil {
 			return nil, err
 		}
-		l.f = f
+		l.f, l.sink = f, f
 		l.w = bufio.NewWriterSize(f, 64<<10)
 	}
 	go l.run()
@@ -146,9 +148,15 @@ func (l *AccessLog) run() {
 				Release(e)
 				l.w.Write(buf)
 			}
-			l.w.Flush()
+			if err := l.w.Flush(); err != nil {
+				// The sink failed (disk full, a closed pipe): this batch is lost, counted
+				// as dropped; a bufio.Writer keeps its error, so start afresh for the next.
+				l.dropped.Add(uint64(len(batch)))
+				l.w.Reset(l.sink)
+			} else {
+				l.written.Add(uint64(len(batch)))
+			}
 			l.mu.Unlock()
-			l.written.Add(uint64(len(batch)))
 			clear(batch)
 		}
 		l.spare = batch
@@ -170,9 +178,12 @@ func (l *AccessLog) Reopen() error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.f == nil { // closed meanwhile
+		return f.Close()
+	}
 	l.w.Flush()
 	old := l.f
-	l.f = f
+	l.f, l.sink = f, f
 	l.w.Reset(f)
 	return old.Close()
 }
@@ -184,9 +195,12 @@ func (l *AccessLog) Close() error {
 	l.once.Do(func() {
 		close(l.stop)
 		<-l.done
+		l.mu.Lock() // a Reopen may be running
 		if l.f != nil {
 			err = l.f.Close()
+			l.f = nil
 		}
+		l.mu.Unlock()
 	})
 	return err
 }

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,3 +97,38 @@ func TestAccessLogReopen(t *testing.T) {
 }
 
 func testingSleep() { time.Sleep(10 * time.Millisecond) }
+
+// failOnce fails its first write, as a full disk might, then works.
+type failOnce struct {
+	lockedBuffer
+	failed bool
+}
+
+func (f *failOnce) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	if !f.failed {
+		f.failed = true
+		f.mu.Unlock()
+		return 0, errors.New("no space left on device")
+	}
+	f.mu.Unlock()
+	return f.lockedBuffer.Write(p)
+}
+
+// A failed write loses its batch (counted as dropped), not every line after it.
+func TestAccessLogRecoversFromWriteErrors(t *testing.T) {
+	sink := &failOnce{}
+	l, err := NewAccessLog(AccessLogOptions{Writer: sink})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Log(NewEntry())
+	time.Sleep(3 * flushEvery)
+	e := NewEntry()
+	e.Path = "/after"
+	l.Log(e)
+	l.Close()
+	if !strings.Contains(sink.b.String(), `"/after"`) || l.Dropped() != 1 || l.Written() != 1 {
+		t.Errorf("written %d, dropped %d, sink %q", l.Written(), l.Dropped(), sink.b.String())
+	}
+}

@@ -116,7 +116,7 @@ func (e *Entry) appendText(b []byte) []byte {
 	b = appendMillis(b, e.UpstreamTTFB)
 	b = textField(b, e.UpstreamHost)
 	b = textField(b, e.Route)
-	b = textField(b, e.RequestID)
+	b = textQuoted(b, e.RequestID) // the client may set it: quoted, so it cannot add fields
 	b = textField(b, e.TraceID)
 	b = textField(b, e.ClientAddress)
 	b = textQuoted(b, e.Authority)

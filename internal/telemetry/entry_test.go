@@ -40,9 +40,14 @@ func TestTextLine(t *testing.T) {
 	e.Flags, e.Details, e.Duration = FlagUpstreamConnFailure, "upstream_connect_failure", 1500*time.Microsecond
 	e.UserAgent = "curl\n/8"
 	got := string(e.appendText(nil))
-	want := "2026-11-29T10:00:00.000Z GET \"/a b\\\"c\" HTTP/1.1 503 UF upstream_connect_failure 0 0 1.5 -1 - - - - - \"\" \"curl\\n/8\"\n"
+	want := "2026-11-29T10:00:00.000Z GET \"/a b\\\"c\" HTTP/1.1 503 UF upstream_connect_failure 0 0 1.5 -1 - - \"\" - - \"\" \"curl\\n/8\"\n"
 	if got != want {
 		t.Errorf("text line\n got %q\nwant %q", got, want)
+	}
+	// A request id from the client cannot add fields.
+	e.RequestID = "x 203.0.113.1 forged"
+	if line := string(e.appendText(nil)); !strings.Contains(line, ` "x 203.0.113.1 forged" `) {
+		t.Errorf("the request id is not one quoted field: %q", line)
 	}
 }
 

@@ -29,7 +29,8 @@ type Metrics struct {
 	retries          *prometheus.CounterVec   // gateway, listener, route
 	timeouts         *prometheus.CounterVec   // gateway, listener, route
 	active           *prometheus.GaugeVec     // gateway, listener
-	connections      *prometheus.GaugeVec     // gateway, address
+	connMu           sync.Mutex
+	connCounters     map[*ConnCounter]struct{} // one per bound socket, summed by address at scrape
 
 	// Control plane.
 	applies         *prometheus.CounterVec // result
@@ -86,9 +87,7 @@ func NewMetrics() *Metrics {
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "portico_http_active_requests", Help: "Requests being served.",
 		}, []string{"gateway", "listener"}),
-		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "portico_downstream_connections", Help: "Open client connections, per bound address.",
-		}, []string{"gateway", "address"}),
+		connCounters: map[*ConnCounter]struct{}{},
 		applies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "portico_config_applies_total", Help: "Configs applied to the data plane (result=ok) or refused (result=error).",
 		}, []string{"result"}),
@@ -118,9 +117,9 @@ func NewMetrics() *Metrics {
 		return 0
 	})
 	m.Registry.MustRegister(m.requests, m.duration, m.upstreamDuration, m.upstreamSeconds, m.upstreamRequests,
-		m.requestBytes, m.responseBytes, m.retries, m.timeouts, m.active, m.connections,
+		m.requestBytes, m.responseBytes, m.retries, m.timeouts, m.active,
 		m.applies, m.translate, m.propagation, m.objects, m.lastApply, m.logDropped,
-		clusterCollector{m},
+		clusterCollector{m}, connCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -148,7 +147,10 @@ type listenerKey struct{ gateway, listener string }
 type RouteMetrics struct {
 	key              routeKey
 	m                *Metrics
-	classes          [6]atomic.Pointer[prometheus.Counter] // by code class; 0: other
+	dead             bool                                  // removed by Retain; guarded by m.routesMu
+	classes          [6]atomic.Pointer[prometheus.Counter] // by code class (0: other), resolved on first use
+	retries          atomic.Pointer[prometheus.Counter]
+	timeouts         atomic.Pointer[prometheus.Counter]
 	duration         prometheus.Observer
 	upstreamSeconds  prometheus.Counter
 	upstreamRequests prometheus.Counter
@@ -228,14 +230,21 @@ func (m *Metrics) route(k routeKey, lm *ListenerMetrics) *RouteMetrics {
 	return rm
 }
 
-// Retain drops the series of routes and listeners that are not in live (after a config
-// change), so removed routes do not leave series behind forever.
-func (m *Metrics) Retain(live []*RouteMetrics) {
+// Retain drops the series of routes and listeners that are no longer served (after a
+// config change), so removed routes do not leave series behind forever. live are the
+// served routes' handles; listeners the served listeners' IR names (a listener without
+// routes still counts its unrouted requests), plus "gateway/" for each Gateway's requests
+// that match no listener.
+func (m *Metrics) Retain(live []*RouteMetrics, listeners []string) {
 	keep := make(map[routeKey]bool, len(live))
 	keepL := map[listenerKey]bool{}
 	for _, rm := range live {
 		keep[rm.key] = true
 		keepL[listenerKey{rm.key.gateway, rm.key.listener}] = true
+	}
+	for _, name := range listeners {
+		gw, l := SplitListener(name)
+		keepL[listenerKey{gw, l}] = true
 	}
 	m.listenersMu.Lock()
 	for k, lm := range m.listenerMetrics {
@@ -251,10 +260,11 @@ func (m *Metrics) Retain(live []*RouteMetrics) {
 	m.listenersMu.Unlock()
 	m.routesMu.Lock()
 	defer m.routesMu.Unlock()
-	for k := range m.routes {
+	for k, rm := range m.routes {
 		if keep[k] {
 			continue
 		}
+		rm.dead = true
 		delete(m.routes, k)
 		labels := prometheus.Labels{"gateway": k.gateway, "listener": k.listener, "route": k.route}
 		for _, v := range []interface {
@@ -267,19 +277,35 @@ func (m *Metrics) Retain(live []*RouteMetrics) {
 
 var classNames = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
 
+// lazy returns the counter in slot, resolving it from vec on first use. A route removed
+// by Retain gets a detached counter, so that a request still finishing on it does not
+// bring its series back.
+func (rm *RouteMetrics) lazy(slot *atomic.Pointer[prometheus.Counter], vec *prometheus.CounterVec, extra ...string) prometheus.Counter {
+	if c := slot.Load(); c != nil {
+		return *c
+	}
+	rm.m.routesMu.Lock()
+	defer rm.m.routesMu.Unlock()
+	if c := slot.Load(); c != nil {
+		return *c
+	}
+	var c prometheus.Counter
+	if rm.dead {
+		c = prometheus.NewCounter(prometheus.CounterOpts{Name: "detached"})
+	} else {
+		c = vec.WithLabelValues(append([]string{rm.key.gateway, rm.key.listener, rm.key.route}, extra...)...)
+	}
+	slot.Store(&c)
+	return c
+}
+
 // Observe counts a finished request.
 func (rm *RouteMetrics) Observe(e *Entry) {
 	class := e.Status / 100
 	if class < 1 || class > 5 {
 		class = 0
 	}
-	c := rm.classes[class].Load()
-	if c == nil {
-		counter := rm.m.requests.WithLabelValues(rm.key.gateway, rm.key.listener, rm.key.route, classNames[class])
-		rm.classes[class].Store(&counter)
-		c = &counter
-	}
-	(*c).Inc()
+	rm.lazy(&rm.classes[class], rm.m.requests, classNames[class]).Inc()
 	rm.duration.Observe(e.Duration.Seconds())
 	if e.BytesReceived > 0 {
 		rm.requestBytes.Add(float64(e.BytesReceived))
@@ -295,22 +321,57 @@ func (rm *RouteMetrics) Observe(e *Entry) {
 			rm.listener.upstreamDuration.Observe(s)
 		}
 		if e.Attempts > 1 {
-			rm.m.retries.WithLabelValues(rm.key.gateway, rm.key.listener, rm.key.route).Add(float64(e.Attempts - 1))
+			rm.lazy(&rm.retries, rm.m.retries).Add(float64(e.Attempts - 1))
 		}
 	}
 	if e.Flags&FlagUpstreamTimeout != 0 {
-		rm.m.timeouts.WithLabelValues(rm.key.gateway, rm.key.listener, rm.key.route).Inc()
+		rm.lazy(&rm.timeouts, rm.m.timeouts).Inc()
 	}
 }
 
-// Connections returns the gauge of open connections on a bound address.
-func (m *Metrics) Connections(gateway, address string) prometheus.Gauge {
-	return m.connections.WithLabelValues(gateway, address)
+// ConnCounter counts one bound socket's open client connections. A socket being drained
+// and its replacement on the same address count separately; the metric is their sum.
+type ConnCounter struct {
+	gateway, address string
+	open             atomic.Int64
 }
 
-// ForgetConnections drops an unbound address's gauge.
-func (m *Metrics) ForgetConnections(gateway, address string) {
-	m.connections.DeleteLabelValues(gateway, address)
+// Add changes the count by d.
+func (c *ConnCounter) Add(d int64) { c.open.Add(d) }
+
+// Connections registers a counter for a newly bound socket.
+func (m *Metrics) Connections(gateway, address string) *ConnCounter {
+	c := &ConnCounter{gateway: gateway, address: address}
+	m.connMu.Lock()
+	m.connCounters[c] = struct{}{}
+	m.connMu.Unlock()
+	return c
+}
+
+// ForgetConnections unregisters the counter of a socket that has finished draining.
+func (m *Metrics) ForgetConnections(c *ConnCounter) {
+	m.connMu.Lock()
+	delete(m.connCounters, c)
+	m.connMu.Unlock()
+}
+
+var connectionsDesc = prometheus.NewDesc("portico_downstream_connections", "Open client connections, per bound address.", []string{"gateway", "address"}, nil)
+
+type connCollector struct{ m *Metrics }
+
+func (c connCollector) Describe(ch chan<- *prometheus.Desc) { ch <- connectionsDesc }
+
+func (c connCollector) Collect(ch chan<- prometheus.Metric) {
+	type key struct{ gateway, address string }
+	sums := map[key]int64{}
+	c.m.connMu.Lock()
+	for cc := range c.m.connCounters {
+		sums[key{cc.gateway, cc.address}] += cc.open.Load()
+	}
+	c.m.connMu.Unlock()
+	for k, n := range sums {
+		ch <- prometheus.MustNewConstMetric(connectionsDesc, prometheus.GaugeValue, float64(n), k.gateway, k.address)
+	}
 }
 
 // Control-plane recording.

@@ -19,7 +19,7 @@ func exercised() *Metrics {
 	e.BytesReceived, e.BytesSent = 1, 1
 	rm.Observe(e)
 	rm.Listener().Active.Inc()
-	m.Connections("ns/gw", "127.0.0.1:80").Inc()
+	m.Connections("ns/gw", "127.0.0.1:80").Add(1)
 	m.Applied(nil, time.Now().Add(-time.Millisecond))
 	m.Applied(errors.New("x"), time.Time{})
 	m.Translated(time.Millisecond)
@@ -84,4 +84,89 @@ func TestRouteName(t *testing.T) {
 	if gw, l := SplitListener("infra/public/https"); gw != "infra/public" || l != "https" {
 		t.Errorf("SplitListener: %q %q", gw, l)
 	}
+}
+
+func seriesWith(t *testing.T, m *Metrics, label, value string) int {
+	t.Helper()
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range fams {
+		for _, mt := range f.Metric {
+			for _, lp := range mt.Label {
+				if lp.GetName() == label && lp.GetValue() == value {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
+// A request finishing on a route that a new config removed does not bring its series
+// back; a listener that is still served keeps its unrouted-request counts.
+func TestRetain(t *testing.T) {
+	m := NewMetrics()
+	rm := m.Route("ns/gw/http", "httproute/ns/gone/rule/0/match/0")
+	nr := m.Listener("ns/gw/idle").NoRoute()
+	e := NewEntry()
+	e.Status = 404
+	nr.Observe(e)
+	m.Retain(nil, []string{"ns/gw/idle"})
+	e.Status, e.Attempts, e.Flags = 503, 3, FlagUpstreamTimeout
+	rm.Observe(e)
+	if n := seriesWith(t, m, "route", "httproute/ns/gone"); n != 0 {
+		t.Errorf("%d series of the removed route came back", n)
+	}
+	if v, _ := exercisedValue(m, "portico_http_requests_total", "listener", "idle"); v != 1 {
+		t.Errorf("the idle listener's unrouted count is %v after the apply, want 1", v)
+	}
+}
+
+func exercisedValue(m *Metrics, name, label, value string) (float64, bool) {
+	fams, _ := m.Registry.Gather()
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, mt := range f.Metric {
+			for _, lp := range mt.Label {
+				if lp.GetName() == label && lp.GetValue() == value && mt.Counter != nil {
+					return mt.Counter.GetValue(), true
+				}
+			}
+		}
+	}
+	return 0, false
+}
+
+// Connections of a socket being drained and of its replacement on the same address are
+// summed; forgetting the drained one leaves the new one's count.
+func TestConnectionCounters(t *testing.T) {
+	m := NewMetrics()
+	old, fresh := m.Connections("ns/gw", "127.0.0.1:80"), m.Connections("ns/gw", "127.0.0.1:80")
+	old.Add(2)
+	fresh.Add(1)
+	if v := gaugeValue(t, m, "portico_downstream_connections"); v != 3 {
+		t.Errorf("sum %v, want 3", v)
+	}
+	old.Add(-2)
+	m.ForgetConnections(old)
+	if v := gaugeValue(t, m, "portico_downstream_connections"); v != 1 {
+		t.Errorf("after the drain %v, want 1", v)
+	}
+}
+
+func gaugeValue(t *testing.T, m *Metrics, name string) float64 {
+	t.Helper()
+	fams, _ := m.Registry.Gather()
+	for _, f := range fams {
+		if f.GetName() == name && len(f.Metric) == 1 {
+			return f.Metric[0].Gauge.GetValue()
+		}
+	}
+	t.Fatalf("%s: not exactly one series", name)
+	return 0
 }

@@ -84,7 +84,7 @@ func (dispatcher) RoundTrip(req *http.Request) (*http.Response, error) {
 			o.entry.Attempts, o.entry.UpstreamHost = attempt+1, ep
 			sentAt = time.Now()
 		}
-		resp, err := roundTripOnce(rt, out, timeout)
+		resp, err := roundTripOnce(rt, out, timeout, o)
 		last := attempt == attempts-1
 		if o != nil && err == nil {
 			o.entry.UpstreamTTFB = time.Since(sentAt)
@@ -126,7 +126,7 @@ func (dispatcher) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // roundTripOnce sends one attempt. The backend timeout covers the whole response,
 // body included, so the timer is stopped when the body is closed.
-func roundTripOnce(t http.RoundTripper, req *http.Request, timeout time.Duration) (*http.Response, error) {
+func roundTripOnce(t http.RoundTripper, req *http.Request, timeout time.Duration, o *observation) (*http.Response, error) {
 	if timeout <= 0 {
 		return t.RoundTrip(req)
 	}
@@ -142,7 +142,7 @@ func roundTripOnce(t http.RoundTripper, req *http.Request, timeout time.Duration
 		}
 		return nil, err
 	}
-	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel, ctx: ctx}
+	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel, ctx: ctx, obs: o}
 	return resp, nil
 }
 
@@ -198,12 +198,14 @@ type cancelBody struct {
 	io.ReadCloser
 	cancel context.CancelFunc
 	ctx    context.Context
+	obs    *observation // nil with telemetry off
 }
 
 func (b *cancelBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err != nil && context.Cause(b.ctx) == errBackendTimeout {
 		err = errBackendTimeout
+		b.obs.note(telemetry.FlagUpstreamTimeout, "upstream_timeout")
 	}
 	return n, err
 }

@@ -202,6 +202,15 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *observation) 
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, a.requestTimeout)
 		defer cancel()
+		if o != nil {
+			// A timeout that ends the response part way (the reverse proxy then aborts)
+			// is still a timeout.
+			defer func() {
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					o.note(telemetry.FlagUpstreamTimeout, "upstream_timeout")
+				}
+			}()
+		}
 	}
 	st := &reqState{action: a, backend: b, requestID: requestID, obs: o}
 	ctx = context.WithValue(ctx, stateKey{}, st)

@@ -108,8 +108,8 @@ func (h *Handler) finish(r *http.Request, o *observation, rec *recorder, body *c
 	switch {
 	case rec.writeErr != nil:
 		o.note(telemetry.FlagDownstreamTerminated, "downstream_write_failed")
-	case e.Flags&telemetry.FlagDownstreamTerminated != 0:
-		// already known (the client left while the request waited)
+	case e.Flags&(telemetry.FlagDownstreamTerminated|telemetry.FlagUpstreamTimeout) != 0:
+		// already known: the client left, or a timeout ended the response
 	case panicked != nil:
 		o.note(telemetry.FlagUpstreamTerminated, "upstream_response_cut")
 	case e.Status == 0 && errors.Is(r.Context().Err(), context.Canceled):
