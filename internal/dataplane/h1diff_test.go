@@ -158,7 +158,7 @@ func TestLeanHTTP1MatchesNetHTTP(t *testing.T) {
 	lean, std := diffGateways(t)
 	for _, c := range diffCases {
 		t.Run(c.name, func(t *testing.T) {
-			got, want := diffCompare(t, lean, std, c.raw, c.methods)
+			got, want := diffCompare(t, lean, std, c.raw, c.methods, c.expect)
 			if got != want {
 				t.Errorf("lean loop:\n%s\nnet/http:\n%s", got, want)
 			}
@@ -181,21 +181,23 @@ func FuzzLeanHTTP1MatchesNetHTTP(f *testing.F) {
 		if strings.Contains(strings.ToUpper(raw), "HEAD") || strings.Contains(raw, "PRI") {
 			t.Skip("HEAD needs the method to read the response; PRI starts HTTP/2")
 		}
-		got, want := diffCompare(t, lean, std, raw, nil)
+		got, want := diffCompare(t, lean, std, raw, nil, "")
 		if got != want {
 			t.Errorf("raw %q\nlean loop:\n%s\nnet/http:\n%s", raw, got, want)
 		}
 	})
 }
 
-// diffCompare returns the transcripts of both servers. A server that closes with unread
-// bytes from the client makes the kernel reset the connection, which can cut what the
-// client reads; such a comparison depends on timing and is retried.
-func diffCompare(t *testing.T, lean, std *fwdGateway, raw string, methods []string) (got, want string) {
-	for range 3 {
+// diffCompare returns the transcripts of both servers. Some outcomes depend on timing
+// on either server alike: a server that closes with unread bytes from the client makes
+// the kernel reset the connection, which can cut what the client reads, and an upstream
+// that closes at once may be seen before or after its partial answer. A difference (or a
+// net/http transcript without expect) is therefore retried; a real divergence persists.
+func diffCompare(t *testing.T, lean, std *fwdGateway, raw string, methods []string, expect string) (got, want string) {
+	for range 4 {
 		want = diffTranscript(t, std.addr, raw, methods)
 		got = diffTranscript(t, lean.addr, raw, methods)
-		if got == want || !strings.Contains(got+want, "reset") {
+		if got == want && strings.Contains(want, expect) {
 			break
 		}
 	}
