@@ -55,42 +55,29 @@ var durationBuckets = []float64{0.005, 0.025, 0.1, 0.5, 2.5, 10}
 // collectors, in a new registry.
 func NewMetrics() *Metrics {
 	route := []string{"gateway", "listener", "route"}
+	counter := func(name, help string, labels []string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	}
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "portico_http_requests_total", Help: "HTTP requests answered, by route and response code class (1xx..5xx). Requests no route matched have route=\"\".",
-		}, append(route, "code_class")),
+		requests: counter("portico_http_requests_total", "HTTP requests answered, by route and response code class (1xx..5xx). Requests no route matched have route=\"\".", append(route, "code_class")),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "portico_http_request_duration_seconds", Help: "Time from a request's arrival to the end of its response.", Buckets: durationBuckets,
 		}, route),
 		upstreamDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "portico_http_upstream_duration_seconds", Help: "Time from sending a request upstream to the end of the upstream's response, per listener.", Buckets: durationBuckets,
 		}, []string{"gateway", "listener"}),
-		upstreamSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "portico_http_upstream_seconds_total", Help: "Total upstream time of forwarded requests, per route (divide by portico_http_upstream_requests_total for the mean).",
-		}, route),
-		upstreamRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "portico_http_upstream_requests_total", Help: "Requests forwarded upstream (each counted once, whatever its retries), per route.",
-		}, route),
-		requestBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "portico_http_request_body_bytes_total", Help: "Request body bytes received from clients.",
-		}, route),
-		responseBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "portico_http_response_body_bytes_total", Help: "Response body bytes sent to clients.",
-		}, route),
-		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "portico_http_retries_total", Help: "Upstream attempts beyond the first.",
-		}, route),
-		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "portico_http_timeouts_total", Help: "Requests ended by the route's request or backend timeout.",
-		}, route),
+		upstreamSeconds:  counter("portico_http_upstream_seconds_total", "Total upstream time of forwarded requests, per route (divide by portico_http_upstream_requests_total for the mean).", route),
+		upstreamRequests: counter("portico_http_upstream_requests_total", "Requests forwarded upstream (each counted once, whatever its retries), per route.", route),
+		requestBytes:     counter("portico_http_request_body_bytes_total", "Request body bytes received from clients.", route),
+		responseBytes:    counter("portico_http_response_body_bytes_total", "Response body bytes sent to clients.", route),
+		retries:          counter("portico_http_retries_total", "Upstream attempts beyond the first.", route),
+		timeouts:         counter("portico_http_timeouts_total", "Requests ended by the route's request or backend timeout.", route),
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "portico_http_active_requests", Help: "Requests being served.",
 		}, []string{"gateway", "listener"}),
 		connCounters: map[*ConnCounter]struct{}{},
-		applies: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "portico_config_applies_total", Help: "Configs applied to the data plane (result=ok) or refused (result=error).",
-		}, []string{"result"}),
+		applies:      counter("portico_config_applies_total", "Configs applied to the data plane (result=ok) or refused (result=error).", []string{"result"}),
 		translate: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "portico_translate_duration_seconds", Help: "Time to translate the inputs into routing config and status.",
 			Buckets: []float64{0.001, 0.01, 0.05, 0.1, 0.5, 1, 5},
@@ -100,7 +87,7 @@ func NewMetrics() *Metrics {
 			Buckets: []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 5},
 		}),
 		objects: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "portico_objects", Help: "Input objects by kind and status (accepted, not_accepted, unresolved_refs, ignored).",
+			Name: "portico_objects", Help: "Input objects by kind and status (accepted, not_accepted, unresolved_refs).",
 		}, []string{"kind", "status"}),
 		lastApply: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "portico_config_last_apply_timestamp_seconds", Help: "When the last config was applied successfully (Unix time).",

@@ -48,3 +48,22 @@ func TestProblemsIncludeListeners(t *testing.T) {
 	}
 	t.Fatalf("problems %v lack the listener's InvalidCertificateRef", ps)
 }
+
+// ObjectCounts sorts each object into one state: its worst condition decides.
+func TestObjectCounts(t *testing.T) {
+	for _, c := range []struct {
+		file, kind, state string
+	}{
+		{"testdata/httproute-basic.yaml", "HTTPRoute", "accepted"},
+		{"testdata/httproute-backend-not-found.yaml", "HTTPRoute", "unresolved_refs"},
+		{"testdata/httproute-parentref-no-matching-listener.yaml", "HTTPRoute", "not_accepted"},
+	} {
+		counts := translateFile(t, c.file).ObjectCounts()
+		if counts[c.kind][c.state] < 1 || len(counts[c.kind]) != 1 {
+			t.Errorf("%s: %s counts %v, want them all %s", c.file, c.kind, counts[c.kind], c.state)
+		}
+		if counts["Gateway"]["accepted"] < 1 || counts["GatewayClass"]["accepted"] != 1 {
+			t.Errorf("%s: %v, want the Gateway and GatewayClass accepted", c.file, counts)
+		}
+	}
+}

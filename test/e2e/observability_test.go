@@ -146,3 +146,38 @@ func TestAccessLogFileReopensOnSIGHUP(t *testing.T) {
 		t.Error("a line went to the rotated file")
 	}
 }
+
+// SIGHUP never stops a Portico that has no access log file to reopen (a logrotate
+// script may send it to every process).
+func TestSIGHUPWithoutLogFile(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, quickstartPorts{}, "--echo-backends", "--access-log", "off")
+	g.signal(t, syscall.SIGHUP)
+	time.Sleep(200 * time.Millisecond)
+	if g.exited() {
+		t.Fatal("SIGHUP stopped portico")
+	}
+	if _, err := fetchEcho(g.client, g.url+"/"); err != nil {
+		t.Fatalf("not serving after SIGHUP: %v", err)
+	}
+}
+
+// Bad telemetry settings are refused at start with the flag named.
+func TestBadTelemetryFlags(t *testing.T) {
+	t.Parallel()
+	q := newQuickstart(t, quickstartPorts{})
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--access-log-format", "xml"}, "--access-log"},
+		{[]string{"--otlp-endpoint", "127.0.0.1:4317", "--otlp-protocol", "carrier-pigeon"}, "OTLP protocol"},
+		{[]string{"--otlp-endpoint", "127.0.0.1:4317", "--trace-sample-ratio", "2"}, "sample ratio"},
+	} {
+		args := append([]string{"run", "--config", q.Dir, "--admin-address", "127.0.0.1:0"}, c.args...)
+		code, _, stderr := runPortico(t, args...)
+		if code != 2 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 naming %q", c.args, code, stderr, c.want)
+		}
+	}
+}

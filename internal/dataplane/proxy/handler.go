@@ -293,7 +293,9 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	st.backend.reqHeaders.Apply(pr.Out.Header)
 	pr.Out.Header["X-Request-Id"] = []string{st.requestID}
 	if st.obs != nil {
-		st.obs.entry.ForwardedPath = pr.Out.URL.RequestURI()
+		if h.tel.Log != nil { // only the access log shows it; building it allocates
+			st.obs.entry.ForwardedPath = pr.Out.URL.RequestURI()
+		}
 		if t := h.tel.Tracing; t != nil {
 			t.Inject(pr.In.Context(), pr.Out.Header)
 		}
