@@ -18,10 +18,11 @@ import (
 	"github.com/portico-gw/portico/internal/ir"
 )
 
-// Differential tests of the lean HTTP/1.1 loop (package h1) against net/http's server:
-// the same raw bytes go to a data plane of each kind, in front of the same backend, and
-// what comes back (status, framing, the headers that matter, bodies, whether the
-// connection stays open) and what the backend received must be the same.
+// Differential tests of the lean HTTP/1.1 loop (package h1) and Portico's forwarder
+// (proxy.forward) against net/http's server and httputil.ReverseProxy: the same raw
+// bytes go to a data plane of each kind, in front of the same backend, and what comes
+// back (status, framing, the headers that matter, bodies, whether the connection stays
+// open) and what the backend received must be the same.
 
 // diffSentinel ends every stream: if the connection is still open after the case's
 // requests, its answer shows up in the transcript.
@@ -65,6 +66,35 @@ func diffBackend(w http.ResponseWriter, r *http.Request) {
 			brw.Flush()
 			conn.Close()
 		}
+		return
+	case "/echo/hopresp":
+		// Hop-by-hop answer headers, and one the Connection header names: none may reach
+		// the client.
+		w.Header().Set("Connection", "X-Resp-Secret")
+		w.Header().Set("X-Resp-Secret", "s")
+		w.Header().Set("Keep-Alive", "timeout=5")
+		w.Header().Set("Proxy-Authenticate", "Basic")
+		w.Header().Set("Upgrade", "h2c")
+		w.Header().Add("X-Multi", "1")
+		w.Header().Add("X-Multi", "2")
+		io.WriteString(w, "hop\n")
+		return
+	case "/echo/untrailers":
+		io.WriteString(w, "body\n")
+		w.(http.Flusher).Flush() // chunked, so that trailers can follow
+		w.Header().Set(http.TrailerPrefix+"X-Late", "late")
+		return
+	case "/echo/sse":
+		w.Header().Set("Content-Type", "Text/Event-Stream; charset=utf-8")
+		for i := range 2 {
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			w.(http.Flusher).Flush()
+		}
+		return
+	case "/echo/sselength":
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Content-Length", "9")
+		io.WriteString(w, "data: x\n\n")
 		return
 	case "/echo/large":
 		w.Header().Set("Content-Type", "text/plain")
@@ -143,6 +173,19 @@ var diffCases = []diffCase{
 	{name: "no content", raw: "GET /echo/204 HTTP/1.1\r\nHost: h\r\n\r\n", expect: "204"},
 	{name: "not modified", raw: "GET /echo/304 HTTP/1.1\r\nHost: h\r\n\r\n", expect: "304"},
 	{name: "early hints", raw: "GET /echo/early HTTP/1.1\r\nHost: h\r\n\r\n", expect: "after early hints"},
+	{name: "client forwarding headers", raw: "GET /echo/a HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-For: 7.7.7.7\r\nForwarded: for=6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Proto: https\r\n\r\n", expect: "X-Forwarded-For: [\"127.0.0.1\"]"},
+	{name: "query with semicolon", raw: "GET /echo/q?a=1;b=2&c=3 HTTP/1.1\r\nHost: h\r\n\r\n", expect: "200 OK"},
+	{name: "query with bad escape", raw: "GET /echo/q?a=%zz&b=2&c=%4 HTTP/1.1\r\nHost: h\r\n\r\n", expect: "200 OK"},
+	{name: "query well formed", raw: "GET /echo/q?a=%41&b=&c HTTP/1.1\r\nHost: h\r\n\r\n", expect: "/echo/q?a=%41&b=&c"},
+	{name: "te trailers", raw: "GET /echo/a HTTP/1.1\r\nHost: h\r\nTE: gzip, trailers\r\n\r\n", expect: `Te: ["trailers"]`},
+	{name: "te without trailers", raw: "GET /echo/a HTTP/1.1\r\nHost: h\r\nTE: gzip\r\n\r\n", expect: "200 OK"},
+	{name: "connection lists several", raw: "GET /echo/a HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, x-one,X-Two\r\nX-One: 1\r\nX-Two: 2\r\nX-Three: 3\r\nProxy-Authorization: Basic x\r\nProxy-Connection: keep-alive\r\n\r\n", expect: "X-Three"},
+	{name: "hop-by-hop answer", raw: "GET /echo/hopresp HTTP/1.1\r\nHost: h\r\n\r\n", expect: "X-Multi"},
+	{name: "undeclared trailers", raw: "GET /echo/untrailers HTTP/1.1\r\nHost: h\r\n\r\n", expect: "late"},
+	{name: "event stream", raw: "GET /echo/sse HTTP/1.1\r\nHost: h\r\n\r\n", expect: "data: 1"},
+	{name: "event stream with length", raw: "GET /echo/sselength HTTP/1.1\r\nHost: h\r\n\r\n", expect: "data: x"},
+	{name: "user agent kept", raw: "GET /echo/a HTTP/1.1\r\nHost: h\r\nUser-Agent: curl/8\r\n\r\n", expect: "curl/8"},
+	{name: "empty user agent", raw: "GET /echo/a HTTP/1.1\r\nHost: h\r\nUser-Agent:\r\n\r\n", expect: "200 OK"},
 	{name: "stray empty line", raw: "\r\nGET /echo/a HTTP/1.1\r\nHost: h\r\n\r\n"},
 }
 
@@ -151,7 +194,7 @@ func diffGateways(t testing.TB) (lean, std *fwdGateway) {
 	backend := fwdBackend(t, http.HandlerFunc(diffBackend), nil)
 	cluster := fwdCluster("echo", ir.UpstreamHTTP1, fwdEndpoint(t, backend.Listener.Addr().String()))
 	routes := []ir.Route{fwdRoute("echo", "/echo", "echo")}
-	return fwdStart(t, Options{}, routes, cluster), fwdStart(t, Options{NetHTTP1: true}, routes, cluster)
+	return fwdStart(t, Options{}, routes, cluster), fwdStart(t, Options{NetHTTP1: true, ReverseProxy: true}, routes, cluster)
 }
 
 func TestLeanHTTP1MatchesNetHTTP(t *testing.T) {
@@ -237,10 +280,15 @@ func diffTranscript(t *testing.T, addr, raw string, methods []string) string {
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		fmt.Fprintf(&out, "%s %s length=%d te=%v close=%v\n", resp.Proto, resp.Status, resp.ContentLength, resp.TransferEncoding, resp.Close)
-		for _, k := range []string{"Content-Type", "Location", "Allow"} {
-			if v := resp.Header.Values(k); v != nil {
-				fmt.Fprintf(&out, "  %s: %q\n", k, v)
+		keys := make([]string, 0, len(resp.Header))
+		for k := range resp.Header {
+			if k != "Date" {
+				keys = append(keys, k)
 			}
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			fmt.Fprintf(&out, "  %s: %q\n", k, resp.Header[k])
 		}
 		if resp.StatusCode < 400 || resp.Header.Get("Server") != "" {
 			shown := string(body)

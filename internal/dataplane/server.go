@@ -40,6 +40,9 @@ type Options struct {
 	// loop (package h1). The lean loop hands every unusual request to net/http anyway;
 	// this turns it off entirely, for comparison or as an escape hatch.
 	NetHTTP1 bool
+	// ReverseProxy forwards every request with net/http/httputil's ReverseProxy instead
+	// of Portico's forwarder (which it uses only for upgrades otherwise), for comparison.
+	ReverseProxy bool
 	// Telemetry receives access log entries, metrics and spans (nil: all off).
 	Telemetry *telemetry.Set
 	Upstream  upstream.Options
@@ -313,6 +316,9 @@ func (s *Server) bind(key socketKey, gateway string) (*socket, error) {
 	}
 	sock := &socket{key: key, gateway: gateway, ln: ln, conns: counter, served: make(chan struct{})}
 	sock.handler = proxy.NewHandler(gateway, key.port, key.tls, s.conns, s.opts.Telemetry, s.log.With("gateway", gateway, "address", key.String()))
+	if s.opts.ReverseProxy {
+		sock.handler.UseReverseProxy()
+	}
 	hs := &http.Server{
 		Handler:           sock.handler,
 		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,

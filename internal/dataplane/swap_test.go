@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -685,10 +687,21 @@ func TestSwapPortRebind(t *testing.T) {
 		}
 	})
 	t.Run("loopback to wildcard address", func(t *testing.T) {
-		port := freePort(t)
-		s := swapServer(t, plain(port, "127.0.0.1"))
-		if err := s.Apply(plain(port, "0.0.0.0")); err != nil {
-			t.Fatalf("127.0.0.1 -> 0.0.0.0 on the same port: %v", err)
+		// Another process's or test's socket may hold the port on some other address
+		// (the port was only checked on 127.0.0.1, and ephemeral client ports come from
+		// the same range): that is not what is tested, so try another port.
+		var port uint32
+		for try := 0; ; try++ {
+			port = freePort(t)
+			s := swapServer(t, plain(port, "127.0.0.1"))
+			err := s.Apply(plain(port, "0.0.0.0"))
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, syscall.EADDRINUSE) || try == 4 {
+				t.Fatalf("127.0.0.1 -> 0.0.0.0 on the same port: %v", err)
+			}
+			t.Logf("port %d is taken elsewhere: %v", port, err)
 		}
 		res, err := newSwapClient(t, false).get(ctx, swapURL(port, "/"))
 		if err != nil || res.backend != "b" {

@@ -314,6 +314,9 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Read to the end: a body closed unread makes the client drop the connection,
+		// and the server may not have seen that close when the metrics are scraped.
+		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
 	for range 2 {

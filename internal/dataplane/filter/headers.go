@@ -43,7 +43,10 @@ func (h *Headers) Apply(hdr http.Header) {
 		hdr[x.Name] = []string{x.Value}
 	}
 	for _, x := range h.add {
-		hdr[x.Name] = append(hdr[x.Name], x.Value)
+		// Clipped, so that the append never writes into a value array hdr shares with
+		// another header map (the proxy shares values between inbound and outbound).
+		vv := hdr[x.Name]
+		hdr[x.Name] = append(vv[:len(vv):len(vv)], x.Value)
 	}
 	for _, name := range h.remove {
 		delete(hdr, name)

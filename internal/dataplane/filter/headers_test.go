@@ -82,3 +82,18 @@ func BenchmarkHeadersApply(b *testing.B) {
 		f.Apply(h)
 	}
 }
+
+// The proxy shares value slices between the inbound and the outbound header: adding a
+// value must never write into an array another map still uses.
+func TestHeadersAddDoesNotWriteIntoSharedValues(t *testing.T) {
+	backing := []string{"a", "b"}
+	inbound := http.Header{"Accept": backing[:1]} // spare capacity behind "a"
+	outbound := http.Header{"Accept": inbound["Accept"]}
+	CompileHeaders(&ir.HeaderModifier{Add: []ir.Header{{Name: "accept", Value: "c"}}}).Apply(outbound)
+	if backing[1] != "b" || len(inbound["Accept"]) != 1 {
+		t.Fatalf("the inbound header changed: %q %q", backing, inbound["Accept"])
+	}
+	if got := outbound["Accept"]; len(got) != 2 || got[1] != "c" {
+		t.Fatalf("outbound Accept = %q", got)
+	}
+}

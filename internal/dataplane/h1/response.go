@@ -227,9 +227,12 @@ func (w *response) commit(final bool, next []byte) {
 	if w.chunked {
 		h["Transfer-Encoding"] = []string{"chunked"}
 	}
-	if w.closeAfter {
+	switch {
+	case w.closeAfter && http11:
 		h["Connection"] = []string{"close"}
-	} else if !http11 {
+	case w.closeAfter:
+		delete(h, "Connection") // closing is HTTP/1.0's default: nothing to say
+	case !http11:
 		h["Connection"] = []string{"keep-alive"}
 	}
 	w.writeStatusLine(w.status)

@@ -24,7 +24,11 @@ var errNoTransport = errors.New("the backend cluster does not speak HTTP")
 type dispatcher struct{}
 
 func (dispatcher) RoundTrip(req *http.Request) (*http.Response, error) {
-	st := req.Context().Value(stateKey{}).(*reqState)
+	return dispatch(req, req.Context().Value(stateKey{}).(*reqState))
+}
+
+// dispatch sends req for the request whose state is st; see dispatcher.
+func dispatch(req *http.Request, st *reqState) (*http.Response, error) {
 	a, c := st.action, st.backend.cluster
 	if c.Transport == nil {
 		// A stream (TCP/UDP) cluster behind an HTTP route: the translator never emits

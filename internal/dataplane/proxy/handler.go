@@ -37,6 +37,7 @@ type Handler struct {
 	mirrorsN chan struct{} // bounds concurrent mirror requests
 	tel      *telemetry.Set
 	gateway  string
+	stdProxy bool // every request goes through proxy (see UseReverseProxy)
 
 	// Mirror requests belong to the handler: they run under mirrorCtx, which Close
 	// cancels before taking every mirrorsN slot (so it waits for them and no new one
@@ -73,6 +74,10 @@ func (h *Handler) Close() {
 		}
 	})
 }
+
+// UseReverseProxy makes h forward every request with httputil.ReverseProxy, as it does
+// upgrades, instead of with forward: for comparison. Call it before h serves.
+func (h *Handler) UseReverseProxy() { h.stdProxy = true }
 
 // Store makes t the table for new requests.
 func (h *Handler) Store(t *Table) { h.table.Store(t) }
@@ -213,17 +218,28 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *observation) 
 		}
 	}
 	st := &reqState{action: a, backend: b, requestID: requestID, obs: o}
-	ctx = context.WithValue(ctx, stateKey{}, st)
-	if o != nil && b.cluster.Fast != nil && !isUpgrade(r) {
+	upgrade := isUpgrade(r)
+	viaProxy := upgrade || h.stdProxy
+	if o != nil && b.cluster.Fast != nil && !upgrade {
 		ctx = upstream.WithTiming(ctx, &o.timing)
 		o.timed = true
 	}
-	r = r.WithContext(ctx)
+	if viaProxy {
+		// The reverse proxy's hooks find the request's state in its context.
+		ctx = context.WithValue(ctx, stateKey{}, st)
+	}
+	if ctx != r.Context() {
+		r = r.WithContext(ctx)
+	}
 	if len(a.mirrors) > 0 {
 		r = h.mirror(r, a)
 	}
-	rw := &responseWriter{ResponseWriter: w, req: r, action: a, backend: b, conns: h.conns}
-	h.proxy.ServeHTTP(rw, r)
+	rw := &responseWriter{ResponseWriter: w, req: r, action: a, backend: b, conns: h.conns, state: st}
+	if viaProxy {
+		h.proxy.ServeHTTP(rw, r)
+		return
+	}
+	h.forward(rw, r, st)
 }
 
 // writeDirect sends a direct response: its status and exactly its body (http.Error would
@@ -280,33 +296,46 @@ func isPreflight(r *http.Request) bool {
 	return r.Method == http.MethodOptions && r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != ""
 }
 
-// rewrite prepares the outbound request (the endpoint is chosen per attempt by the
-// dispatcher).
+// rewrite is the reverse proxy's hook (upgrades only): it prepares the outbound request.
 func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	st := pr.In.Context().Value(stateKey{}).(*reqState)
+	h.prepare(pr.In, pr.Out, st, new(forwardValues))
+}
+
+// prepare fills in the outbound request from the inbound one: the cluster's scheme (the
+// endpoint is chosen per attempt by dispatch), the forwarding headers, the route's
+// rewrite and header filters, the request id and the trace context. vals is storage for
+// header values.
+func (h *Handler) prepare(in, out *http.Request, st *reqState, vals *forwardValues) {
 	c := st.backend.cluster
-	pr.Out.URL.Scheme = c.Scheme
-	pr.Out.URL.Host = "upstream" // replaced by the dispatcher with an endpoint
-	pr.SetXForwarded()
-	st.action.rewrite.Apply(pr.In, pr.Out)
-	st.action.reqHeaders.Apply(pr.Out.Header)
-	st.backend.reqHeaders.Apply(pr.Out.Header)
-	pr.Out.Header["X-Request-Id"] = []string{st.requestID}
+	out.URL.Scheme = c.Scheme
+	out.URL.Host = "upstream" // replaced by dispatch with an endpoint
+	setForwarded(in, out.Header, vals)
+	st.action.rewrite.Apply(in, out)
+	st.action.reqHeaders.Apply(out.Header)
+	st.backend.reqHeaders.Apply(out.Header)
+	vals[2] = st.requestID
+	out.Header["X-Request-Id"] = vals[2:3:3]
 	if st.obs != nil {
 		if h.tel.Log != nil { // only the access log shows it; building it allocates
-			st.obs.entry.ForwardedPath = pr.Out.URL.RequestURI()
+			st.obs.entry.ForwardedPath = out.URL.RequestURI()
 		}
 		if t := h.tel.Tracing; t != nil {
-			t.Inject(pr.In.Context(), pr.Out.Header)
+			t.Inject(in.Context(), out.Header)
 		}
 	}
 }
 
-// proxyError answers a failed forward: 504 for timeouts, 503 when no endpoint could be
-// reached, 502 for anything else the upstream got wrong.
+// proxyError is the reverse proxy's error hook (upgrades only).
 func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	var o *observation
 	st, _ := r.Context().Value(stateKey{}).(*reqState)
+	h.answerError(w, r, st, err)
+}
+
+// answerError answers a failed forward: 504 for timeouts, 503 when no endpoint could be
+// reached, 502 for anything else the upstream got wrong.
+func (h *Handler) answerError(w http.ResponseWriter, r *http.Request, st *reqState, err error) {
+	var o *observation
 	if st != nil {
 		o = st.obs
 	}

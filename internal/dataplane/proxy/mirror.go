@@ -82,10 +82,13 @@ func (h *Handler) sendMirror(m *mirror, out *http.Request) {
 	resp.Body.Close()
 }
 
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
+// removeHopHeaders deletes the hop-by-hop headers from h, and those its Connection
+// header lists.
 func removeHopHeaders(h http.Header) {
-	for _, k := range hopHeaders {
-		delete(h, k)
+	removeConnectionListed(h, h["Connection"])
+	for k := range h {
+		if isHopHeader(k) {
+			delete(h, k)
+		}
 	}
 }

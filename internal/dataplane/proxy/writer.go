@@ -16,6 +16,7 @@ type responseWriter struct {
 	action      *Action
 	backend     *backend
 	conns       *ConnTracker
+	state       *reqState
 	wroteHeader bool
 }
 
@@ -56,8 +57,8 @@ func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if st, _ := w.req.Context().Value(stateKey{}).(*reqState); st != nil && st.obs != nil {
-		st.obs.upgraded = true
+	if w.state != nil && w.state.obs != nil {
+		w.state.obs.upgraded = true
 	}
 	if w.conns == nil {
 		return conn, rw, nil
