@@ -46,6 +46,7 @@ type conn struct {
 	remote string
 	state  atomic.Int32
 	resp   response
+	next   http.Request // the request being parsed; copied when served
 
 	// Disconnect watch (see watch).
 	timer     *time.Timer
@@ -146,7 +147,7 @@ func (c *conn) serve() {
 			}
 			c.br.Discard(n)
 		}
-		err := c.readHead()
+		end, err := c.readHead()
 		if errors.Is(err, errHandOff) {
 			c.rwc.SetReadDeadline(time.Time{})
 			handedOff = true // the reader and its buffered bytes go with the connection
@@ -156,8 +157,10 @@ func (c *conn) serve() {
 		if err != nil {
 			return // timed out or closed before the head was complete
 		}
-		req, err := http.ReadRequest(c.br)
-		// leanHead admits only origin-form targets, so req.Host is the Host header's.
+		head, _ := c.br.Peek(end)
+		req := &c.next
+		err = parseHead(req, head)
+		c.br.Discard(end)
 		if err != nil {
 			c.badRequest("400 Bad Request")
 			return
@@ -199,23 +202,24 @@ func (c *conn) close() {
 
 // readHead waits until a complete request head is buffered and decides whether the lean
 // loop serves it (nil) or hands the connection over (errHandOff).
-func (c *conn) readHead() error {
+// On success it returns the head's length.
+func (c *conn) readHead() (int, error) {
 	for {
 		buf, _ := c.br.Peek(c.br.Buffered())
 		if end := headEnd(buf); end > 0 {
 			if !leanHead(buf[:end]) {
-				return errHandOff
+				return 0, errHandOff
 			}
-			return nil
+			return end, nil
 		}
 		if len(buf) >= bufSize {
-			return errHandOff // a long head: net/http applies MaxHeaderBytes
+			return 0, errHandOff // a long head: net/http applies MaxHeaderBytes
 		}
 		if _, err := c.br.Peek(len(buf) + 1); err != nil {
 			if len(buf) > 0 && errors.Is(err, io.EOF) {
-				return errHandOff // a cut-short head: net/http answers it
+				return 0, errHandOff // a cut-short head: net/http answers it
 			}
-			return err
+			return 0, err
 		}
 	}
 }
@@ -271,13 +275,14 @@ func (c *conn) serveRequest(req *http.Request) bool {
 	// The request's context ends when the handler returns, or when the client goes.
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
-	req = req.WithContext(ctx)
+	req = req.WithContext(ctx) // a copy: the template is free for the next request
+	c.next = http.Request{}
 	c.reqCancel = cancel // for the disconnect watch; set before it can be armed
 	var body *requestBody
-	if req.Body != http.NoBody {
+	if req.ContentLength > 0 {
 		// A body is not bounded by the head's deadline (as net/http without ReadTimeout).
 		c.rwc.SetReadDeadline(time.Time{})
-		body = &requestBody{r: req.Body, c: c, left: req.ContentLength}
+		body = &requestBody{c: c, src: bodyReader{br: c.br, left: req.ContentLength}}
 		req.Body = body
 	}
 	c.startServing(body == nil && c.br.Buffered() == 0)
@@ -333,9 +338,8 @@ func (c *conn) runHandler(w *response, req *http.Request) (ok bool) {
 // and after the handler it skips what is left (bounded) and refuses further reads.
 type requestBody struct {
 	mu            sync.Mutex
-	r             io.ReadCloser
+	src           bodyReader
 	c             *conn
-	left          int64 // bytes not read yet
 	eof           bool
 	closed        bool // by the server: the handler is done
 	handlerClosed bool // by the handler: the server may still skip the rest
@@ -348,8 +352,7 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	if b.closed || b.handlerClosed {
 		return 0, http.ErrBodyReadAfterClose
 	}
-	n, err := b.r.Read(p)
-	b.left -= int64(n)
+	n, err := b.src.Read(p)
 	if err == io.EOF && !b.eof {
 		b.eof = true
 		if b.c.br.Buffered() == 0 {
@@ -383,16 +386,15 @@ func (b *requestBody) beforeHead() bool {
 	if b.eof || b.fullDuplex {
 		return true // full duplex: what is left is skipped after the handler
 	}
-	if b.closed || b.left >= maxDiscard {
+	if b.closed || b.src.left >= maxDiscard {
 		return false
 	}
 	return b.skipLocked()
 }
 
 func (b *requestBody) skipLocked() bool {
-	n, err := io.Copy(io.Discard, io.LimitReader(b.r, maxDiscard+1))
-	b.left -= n
-	if err == nil && b.left == 0 {
+	_, err := io.Copy(io.Discard, io.LimitReader(&b.src, maxDiscard+1))
+	if err == nil && b.src.left == 0 {
 		b.eof = true
 	}
 	return b.eof
@@ -407,7 +409,7 @@ func (b *requestBody) finish(keep bool) bool {
 	if b.eof {
 		return true
 	}
-	return keep && b.left < maxDiscard && b.skipLocked()
+	return keep && b.src.left < maxDiscard && b.skipLocked()
 }
 
 // startServing marks a handler as running; arm starts the disconnect watch at once

@@ -228,6 +228,8 @@ func (w *response) commit(final bool, next []byte) {
 		h["Transfer-Encoding"] = []string{"chunked"}
 	}
 	switch {
+	case w.closeAfter && httpguts.HeaderValuesContainsToken(h["Connection"], "close"):
+		// the handler said so already; kept as it wrote it (as net/http)
 	case w.closeAfter && http11:
 		h["Connection"] = []string{"close"}
 	case w.closeAfter:

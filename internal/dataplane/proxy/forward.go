@@ -8,6 +8,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,9 @@ import (
 //
 // Upgrades (WebSocket) still go through the reverse proxy, whose tunnel code they need.
 func (h *Handler) forward(w http.ResponseWriter, in *http.Request, st *reqState) {
+	// The copy shares the inbound Trailer map: trailers a client declares and sends
+	// after a chunked body are passed on with their values (httputil.ReverseProxy sent
+	// only their names).
 	ob := &outbound{req: *in, url: *in.URL}
 	out := &ob.req
 	out.URL = &ob.url
@@ -84,9 +88,11 @@ func (h *Handler) forward(w http.ResponseWriter, in *http.Request, st *reqState)
 	}
 	w.WriteHeader(res.StatusCode)
 
-	// Streams (no length, or server-sent events) are flushed as they come; a response
-	// of known length is left to the server's buffering.
-	flush := res.ContentLength == -1 || isEventStream(res.Header["Content-Type"])
+	// Streams (no length, or server-sent events) are flushed as they come, the head at
+	// once (so an empty stream is sent as an empty chunked body, where ReverseProxy's
+	// timer usually lost the race to the end and sent Content-Length: 0); a response of
+	// known length is left to the server's buffering.
+	flush := res.ContentLength == -1 || isEventStream(dst["Content-Type"])
 	if flush {
 		flushResponse(w)
 	}
@@ -251,7 +257,7 @@ func cleanQuery(q string) string {
 	if q == "" {
 		return q
 	}
-	reencode := strings.Count(q, "&") >= maxQueryParams
+	reencode := alwaysReencode || strings.Count(q, "&") >= maxQueryParams
 	for i := 0; i < len(q) && !reencode; i++ {
 		switch q[i] {
 		case ';':
@@ -272,6 +278,10 @@ func cleanQuery(q string) string {
 
 // maxQueryParams is net/url's default limit on the number of query parameters.
 const maxQueryParams = 10000
+
+// alwaysReencode: with GODEBUG=urlmaxqueryparams set, net/url's limit is not the
+// default, so every query is re-encoded (as ReverseProxy does).
+var alwaysReencode = strings.Contains(os.Getenv("GODEBUG"), "urlmaxqueryparams=")
 
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
@@ -315,7 +325,10 @@ func copyBody(w http.ResponseWriter, body io.Reader, flush bool) error {
 	for {
 		n, rerr := body.Read(buf)
 		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
+			if m, werr := w.Write(buf[:n]); werr != nil || m != n {
+				if werr == nil {
+					werr = io.ErrShortWrite
+				}
 				return werr
 			}
 			if flush {

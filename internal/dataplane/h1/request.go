@@ -1,0 +1,180 @@
+package h1
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+var errMalformed = errors.New("malformed request head")
+
+// parseHead builds the request for a head that leanHead accepted (head is its bytes,
+// through the empty line). The result is what http.ReadRequest returns for the same
+// bytes: the same method, target, URL, protocol, header (canonical names, trimmed
+// values, Pragma: no-cache implying Cache-Control), Host, Close and Content-Length. It
+// costs less: the head is copied into one string that every value and already-canonical
+// name is cut from, and the body is read by the connection's requestBody directly.
+//
+// req is the connection's template; the caller copies it (WithContext) before use.
+func parseHead(req *http.Request, head []byte) error {
+	s := string(head)
+	line, rest, _ := strings.Cut(s, "\r\n")
+	method, line, ok1 := strings.Cut(line, " ")
+	target, proto, ok2 := strings.Cut(line, " ")
+	if !ok1 || !ok2 {
+		return errMalformed
+	}
+	var minor int
+	switch proto {
+	case "HTTP/1.1":
+		minor = 1
+	case "HTTP/1.0":
+	default:
+		return errMalformed
+	}
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		return err
+	}
+	n := strings.Count(rest, "\n") - 1 // header lines; the last line is empty
+	if n < 0 {
+		return errMalformed
+	}
+	hdr := make(http.Header, n)
+	strs := make([]string, n) // value storage for single-valued headers
+	for {
+		line, rest, _ = strings.Cut(rest, "\r\n")
+		if line == "" {
+			break
+		}
+		name, value, ok := strings.Cut(line, ":")
+		if !ok {
+			return errMalformed
+		}
+		key := canonicalKey(name)
+		value = strings.Trim(value, " \t")
+		if vv, ok := hdr[key]; ok || len(strs) == 0 {
+			hdr[key] = append(vv, value)
+		} else {
+			vv, strs = strs[:1:1], strs[1:]
+			vv[0] = value
+			hdr[key] = vv
+		}
+	}
+	if pragma := hdr["Pragma"]; len(pragma) > 0 && pragma[0] == "no-cache" {
+		if _, ok := hdr["Cache-Control"]; !ok {
+			hdr["Cache-Control"] = []string{"no-cache"}
+		}
+	}
+	length := int64(0)
+	if cl := hdr["Content-Length"]; len(cl) > 0 {
+		if length, err = strconv.ParseInt(cl[0], 10, 64); err != nil || length < 0 {
+			return errMalformed
+		}
+	}
+	conn := hdr["Connection"]
+	closing := httpguts.HeaderValuesContainsToken(conn, "close")
+	if minor == 0 && !httpguts.HeaderValuesContainsToken(conn, "keep-alive") {
+		closing = true
+	}
+	host := ""
+	if h := hdr["Host"]; len(h) > 0 {
+		host = h[0]
+		delete(hdr, "Host") // promoted to Request.Host, as net/http does
+	}
+	*req = http.Request{
+		Method:        method,
+		URL:           u,
+		Proto:         proto,
+		ProtoMajor:    1,
+		ProtoMinor:    minor,
+		Header:        hdr,
+		Body:          http.NoBody,
+		ContentLength: length,
+		Close:         closing,
+		Host:          host,
+		RequestURI:    target,
+	}
+	return nil
+}
+
+// canonicalKey returns the canonical form of a header name made of token characters
+// (as textproto.CanonicalMIMEHeaderKey), without allocating when the name is already
+// canonical (it is cut from the head's string) or a common one.
+func canonicalKey(name string) string {
+	const max = 64
+	if len(name) > max {
+		return textproto.CanonicalMIMEHeaderKey(name)
+	}
+	var buf [max]byte
+	same := true
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case upper && 'a' <= c && c <= 'z':
+			c -= 'a' - 'A'
+		case !upper && 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+		same = same && c == name[i]
+		upper = c == '-'
+	}
+	if same {
+		return name
+	}
+	if k, ok := commonKeys[string(buf[:len(name)])]; ok {
+		return k
+	}
+	return string(buf[:len(name)])
+}
+
+// commonKeys interns the canonical names of common request headers, for clients that
+// send them in lower case.
+var commonKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Authorization",
+		"Cache-Control", "Connection", "Content-Length", "Content-Type", "Cookie", "Host",
+		"If-Modified-Since", "If-None-Match", "Origin", "Pragma", "Referer", "Te",
+		"Traceparent", "Tracestate", "User-Agent", "Via", "X-Forwarded-For",
+		"X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id",
+	} {
+		m[k] = k
+	}
+	return m
+}()
+
+// bodyReader reads a request body of a known length from the connection's reader.
+type bodyReader struct {
+	br   *bufio.Reader
+	left int64
+}
+
+// Read returns io.EOF with the body's last bytes, and io.ErrUnexpectedEOF if the
+// connection ends first.
+func (r *bodyReader) Read(p []byte) (int, error) {
+	if r.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > r.left {
+		p = p[:r.left]
+	}
+	n, err := r.br.Read(p)
+	r.left -= int64(n)
+	switch {
+	case r.left == 0:
+		err = io.EOF
+	case err == io.EOF:
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
