@@ -1,6 +1,10 @@
 package h1
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/portico-gw/portico/internal/dataplane/wire"
+)
 
 // leanHead reports whether a complete request head (through its empty line) has the
 // plain shape the lean loop serves: CRLF line endings, a request line with an ordinary
@@ -116,20 +120,4 @@ func allDigits(b []byte) bool {
 }
 
 // isTokenChar reports whether b may appear in an RFC 9110 token.
-func isTokenChar(b byte) bool {
-	return tokenChars[b]
-}
-
-var tokenChars = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
+func isTokenChar(b byte) bool { return wire.IsTokenChar(b) }

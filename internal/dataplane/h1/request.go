@@ -5,12 +5,13 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/portico-gw/portico/internal/dataplane/wire"
 )
 
 var errMalformed = errors.New("malformed request head")
@@ -58,7 +59,7 @@ func parseHead(req *http.Request, head []byte) error {
 		if !ok {
 			return errMalformed
 		}
-		key := canonicalKey(name)
+		key := wire.CanonicalKey(name)
 		value = strings.Trim(value, " \t")
 		if vv, ok := hdr[key]; ok || len(strs) == 0 {
 			hdr[key] = append(vv, value)
@@ -104,54 +105,6 @@ func parseHead(req *http.Request, head []byte) error {
 	}
 	return nil
 }
-
-// canonicalKey returns the canonical form of a header name made of token characters
-// (as textproto.CanonicalMIMEHeaderKey), without allocating when the name is already
-// canonical (it is cut from the head's string) or a common one.
-func canonicalKey(name string) string {
-	const max = 64
-	if len(name) > max {
-		return textproto.CanonicalMIMEHeaderKey(name)
-	}
-	var buf [max]byte
-	same := true
-	upper := true
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case upper && 'a' <= c && c <= 'z':
-			c -= 'a' - 'A'
-		case !upper && 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		}
-		buf[i] = c
-		same = same && c == name[i]
-		upper = c == '-'
-	}
-	if same {
-		return name
-	}
-	if k, ok := commonKeys[string(buf[:len(name)])]; ok {
-		return k
-	}
-	return string(buf[:len(name)])
-}
-
-// commonKeys interns the canonical names of common request headers, for clients that
-// send them in lower case.
-var commonKeys = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{
-		"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Authorization",
-		"Cache-Control", "Connection", "Content-Length", "Content-Type", "Cookie", "Host",
-		"If-Modified-Since", "If-None-Match", "Origin", "Pragma", "Referer", "Te",
-		"Traceparent", "Tracestate", "User-Agent", "Via", "X-Forwarded-For",
-		"X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id",
-	} {
-		m[k] = k
-	}
-	return m
-}()
 
 // bodyReader reads a request body of a known length from the connection's reader.
 type bodyReader struct {

@@ -104,6 +104,15 @@ func (p *H1Pool) roundTrip(c *h1Conn, req *http.Request) (resp *http.Response, s
 	if _, err := c.br.Peek(1); err != nil {
 		return fail(err, true)
 	}
+	if resp, length, ok := readLeanResponse(c.br, req); ok {
+		keep := !resp.Close && !req.Close
+		if length == 0 {
+			p.release(c, stop, keep)
+			return resp, false, nil
+		}
+		resp.Body = &h1Body{pool: p, c: c, left: length, stop: stop, keep: keep}
+		return resp, false, nil
+	}
 	for {
 		resp, err = http.ReadResponse(c.br, req)
 		if err != nil {
@@ -132,20 +141,45 @@ func (p *H1Pool) roundTrip(c *h1Conn, req *http.Request) (resp *http.Response, s
 type h1Body struct {
 	pool *H1Pool
 	c    *h1Conn
-	body io.ReadCloser
+	body io.ReadCloser // net/http's reader; nil when the body is read here
+	left int64         // with body nil: the bytes still to read from the connection
 	stop func() bool
 	keep bool
 	done bool
 }
 
-func (b *h1Body) Read(p []byte) (int, error) {
+func (b *h1Body) Read(p []byte) (n int, err error) {
 	if b.done {
 		return 0, io.EOF
 	}
-	n, err := b.body.Read(p)
+	if b.body != nil {
+		n, err = b.body.Read(p)
+	} else {
+		n, err = b.readLength(p)
+	}
 	if err == io.EOF {
 		b.done = true
 		b.pool.release(b.c, b.stop, b.keep)
+	}
+	return n, err
+}
+
+// readLength reads a body of known length from the connection: io.EOF comes with its
+// last bytes, io.ErrUnexpectedEOF if the connection ends first.
+func (b *h1Body) readLength(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.c.br.Read(p)
+	b.left -= int64(n)
+	switch {
+	case b.left == 0:
+		err = io.EOF
+	case err == io.EOF:
+		err = io.ErrUnexpectedEOF
 	}
 	return n, err
 }
