@@ -18,8 +18,9 @@ generate:
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/portico
 
-# Side-by-side lab (bench/run.sh): direct, nginx and Portico under wrk; writes
-# bench/results/latest.md. Installs wrk and nginx if missing.
+# Side-by-side performance lab (bench/lab): Portico, nginx, haproxy, caddy and the
+# backend directly, every scenario; writes bench/results/latest.md. Installs what is
+# missing from Debian.
 .PHONY: bench
 bench:
-	bench/run.sh
+	go run ./bench/lab

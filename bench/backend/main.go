@@ -8,10 +8,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -28,7 +30,11 @@ func main() {
 	contentType := []string{"text/plain"}
 	srv := &http.Server{
 		Addr: *addr,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.RawQuery != "" || r.ContentLength != 0 {
+				sized(w, r)
+				return
+			}
 			h := w.Header()
 			h["Content-Type"] = contentType
 			h["Content-Length"] = length
@@ -48,5 +54,32 @@ func main() {
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		fmt.Fprintln(os.Stderr, "backend:", err)
 		os.Exit(1)
+	}
+}
+
+// big is the content of sized answers.
+var big = []byte(strings.Repeat("0123456789abcdef", 64<<10)) // 1 MiB
+
+// sized serves the lab's large-body scenarios: "?size=N" answers N bytes (up to 1 MiB per
+// write, repeated), and a request body is read to its end and its length answered.
+func sized(w http.ResponseWriter, r *http.Request) {
+	n, err := io.Copy(io.Discard, r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	size, _ := strconv.ParseInt(r.URL.Query().Get("size"), 10, 64)
+	if size <= 0 {
+		_, _ = io.WriteString(w, "read "+strconv.FormatInt(n, 10)+" bytes\n")
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	for size > 0 {
+		chunk := min(size, int64(len(big)))
+		if _, err := w.Write(big[:chunk]); err != nil {
+			return
+		}
+		size -= chunk
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"syscall"
 	"time"
@@ -35,9 +36,10 @@ func run() error {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	netHTTP := flag.Bool("nethttp", false, "serve HTTP/1.1 with net/http's server instead of the lean loop")
 	accessLog := flag.String("access-log", "", "turn telemetry on: JSON access log to this file, and metrics")
+	routes := flag.Int("routes", 1, "routes in the table: 1 is a catch-all; N > 1 are N path prefixes /svc-0 ... /svc-(N-1), each with its own cluster")
 	flag.Parse()
 
-	cfg, err := config(*listen, *backend)
+	cfg, err := config(*listen, *backend, *routes)
 	if err != nil {
 		return err
 	}
@@ -74,8 +76,9 @@ func run() error {
 	return s.Shutdown(shutdown)
 }
 
-// config is one Gateway on listen with a catch-all HTTPRoute to one cluster.
-func config(listen, backend string) (*ir.Config, error) {
+// config is one Gateway on listen with a catch-all HTTPRoute to one cluster, or with
+// routes path-prefix routes, each to a cluster of its own.
+func config(listen, backend string, routes int) (*ir.Config, error) {
 	lhost, lport, err := splitHostPort(listen)
 	if err != nil {
 		return nil, fmt.Errorf("-listen: %w", err)
@@ -83,6 +86,9 @@ func config(listen, backend string) (*ir.Config, error) {
 	bhost, bport, err := splitHostPort(backend)
 	if err != nil {
 		return nil, fmt.Errorf("-backend: %w", err)
+	}
+	if routes > 1 {
+		return manyRoutes(lhost, lport, bhost, bport, routes), nil
 	}
 	const cluster = "service/bench/backend/80"
 	return &ir.Config{
@@ -112,6 +118,33 @@ func config(listen, backend string) (*ir.Config, error) {
 			Endpoints: []ir.Endpoint{{Address: bhost, Port: bport}},
 		}},
 	}, nil
+}
+
+// manyRoutes is the shape of a shared Gateway with many HTTPRoutes: n path prefixes on
+// one listener, each to its own cluster (all with the same endpoint).
+func manyRoutes(lhost string, lport uint32, bhost string, bport uint32, n int) *ir.Config {
+	cfg := &ir.Config{}
+	var rs []ir.Route
+	for i := range n {
+		cluster := fmt.Sprintf("service/bench/svc-%d/80", i)
+		rs = append(rs, ir.Route{
+			Name:     fmt.Sprintf("httproute/bench/svc-%d/rule/0/match/0", i),
+			Match:    ir.Match{Path: ir.PathMatch{Type: ir.PathPrefix, Value: fmt.Sprintf("/svc-%d", i)}},
+			Backends: []ir.Backend{{Cluster: cluster, Weight: 1}},
+		})
+		cfg.Clusters = append(cfg.Clusters, ir.Cluster{Name: cluster, Protocol: ir.UpstreamHTTP1,
+			Endpoints: []ir.Endpoint{{Address: bhost, Port: bport}}})
+	}
+	// In precedence order, as the translator emits routes: longer prefixes first.
+	sort.SliceStable(rs, func(i, j int) bool { return len(rs[i].Match.Path.Value) > len(rs[j].Match.Path.Value) })
+	cfg.Gateways = []ir.Gateway{{
+		Name: "bench/gateway", Addresses: []string{lhost},
+		Ports: []ir.Port{{Number: lport, Protocol: ir.ProtocolHTTP, Listeners: []ir.Listener{{
+			Name: "bench/gateway/http", Protocol: ir.ProtocolHTTP,
+			VirtualHosts: []ir.VirtualHost{{Hostname: "*", Routes: rs}},
+		}}}},
+	}}
+	return cfg
 }
 
 func splitHostPort(addr string) (string, uint32, error) {
