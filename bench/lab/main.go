@@ -38,6 +38,8 @@ type options struct {
 	scenarios         string
 	idleConns         int
 	routes            int
+	cpRoutes          int
+	scaleRoutes       int
 	out               string
 }
 
@@ -50,9 +52,11 @@ func main() {
 	flag.IntVar(&o.proxyCPU, "proxy-cpu", 0, "the CPU every proxy is pinned to")
 	flag.IntVar(&o.loadCPU, "load-cpu", 1, "the CPU of the backend and the load generator")
 	flag.IntVar(&o.basePort, "base-port", 18080, "first of the loopback ports the lab uses")
-	flag.StringVar(&o.scenarios, "scenarios", "h1,routes,download,upload,idle", "comma-separated scenarios to run: h1, routes, download, upload, idle; profile (a CPU profile of Portico under the h1 load) only when named")
+	flag.StringVar(&o.scenarios, "scenarios", "h1,routes,download,upload,idle,controlplane,scale", "comma-separated scenarios to run: h1, routes, download, upload, idle, controlplane, scale; profile (a CPU profile of Portico under the h1 load) only when named")
 	flag.IntVar(&o.idleConns, "idle-conns", 9000, "connections of the idle scenario (each process here may open 20,000 files)")
 	flag.IntVar(&o.routes, "routes", 5000, "routes in the many-routes scenario's tables")
+	flag.IntVar(&o.cpRoutes, "cp-routes", 1000, "HTTPRoutes the control-plane scenario adds one after another")
+	flag.IntVar(&o.scaleRoutes, "scale-routes", 5000, "HTTPRoutes (over 50 namespaces) of the scale scenario")
 	flag.StringVar(&o.out, "out", "bench/results/latest.md", "where the report is written")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
@@ -139,6 +143,20 @@ func run(o options) error {
 				return err
 			}
 			continue
+		case "controlplane":
+			r, err := l.scenarioControlPlane(o.basePort+60, o.basePort+61, o.cpRoutes)
+			if err != nil {
+				return err
+			}
+			rep.cp = r
+			continue
+		case "scale":
+			r, err := l.scenarioScale(o.basePort+70, o.basePort+71, o.scaleRoutes, 50)
+			if err != nil {
+				return err
+			}
+			rep.scale = r
+			continue
 		case "idle":
 			rs, err := l.scenarioIdle(targets, o.idleConns)
 			if err != nil {
@@ -159,7 +177,7 @@ func run(o options) error {
 		res.order = names(targets)
 		rep.results = append(rep.results, res)
 	}
-	if len(rep.results) == 0 && len(rep.idle) == 0 {
+	if len(rep.results) == 0 && len(rep.idle) == 0 && rep.cp == nil && rep.scale == nil {
 		return nil // only a profile was asked for
 	}
 	md := rep.markdown()

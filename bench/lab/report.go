@@ -15,6 +15,8 @@ type report struct {
 	o       options
 	results []*result
 	idle    []idleResult
+	cp      *cpResult
+	scale   *scaleResult
 }
 
 // result is one closed-loop scenario's samples per target.
@@ -64,6 +66,8 @@ func (r *report) markdown() string {
 		res.markdown(&b)
 	}
 	idleMarkdown(&b, r.idle)
+	cpMarkdown(&b, r.cp)
+	scaleMarkdown(&b, r.scale)
 	b.WriteString("\"other load\" is CPU time used during a run by anything but the proxy, the backend and wrk, in % of\n" +
 		"one core: above a few % the run was contended. \"proxy RSS\" is the peak resident memory seen during\n" +
 		"the runs (sampled every 200 ms; nginx's master and worker together).\n")

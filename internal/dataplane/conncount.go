@@ -1,8 +1,10 @@
 package dataplane
 
 import (
+	"errors"
 	"net"
 	"sync"
+	"syscall"
 
 	"github.com/portico-gw/portico/internal/telemetry"
 )
@@ -31,6 +33,15 @@ type countedConn struct {
 func (c *countedConn) Close() error {
 	c.once.Do(func() { c.open.Add(-1) })
 	return c.Conn.Close()
+}
+
+// SyscallConn exposes the socket (the lean HTTP/1.1 loop waits on it while a connection
+// is idle, without holding buffers).
+func (c *countedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.New("not a socket")
 }
 
 // CloseWrite keeps half-closes (net/http's graceful close) working.

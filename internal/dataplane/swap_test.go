@@ -663,15 +663,26 @@ func TestSwapPortRebind(t *testing.T) {
 	defer cancel()
 
 	t.Run("http to tls", func(t *testing.T) {
-		port := freePort(t)
-		s := swapServer(t, plain(port, "127.0.0.1"))
 		certPEM, keyPEM, pool := swapCert(t, "tls.example")
-		tlsCfg := &ir.Config{
-			Gateways: []ir.Gateway{{Name: "swap/gw", Addresses: []string{"127.0.0.1"}, Ports: []ir.Port{swapTLSPort(port, "tls.example", certPEM, keyPEM, "b")}}},
-			Clusters: clusters,
-		}
-		if err := s.Apply(tlsCfg); err != nil {
-			t.Fatalf("HTTP -> TLS on the same port: %v", err)
+		// In the moment between giving the port up and binding it again, a parallel
+		// test's outgoing connection may take it as its ephemeral port: that is not what
+		// is tested, so try another port.
+		var port uint32
+		for try := 0; ; try++ {
+			port = freePort(t)
+			s := swapServer(t, plain(port, "127.0.0.1"))
+			tlsCfg := &ir.Config{
+				Gateways: []ir.Gateway{{Name: "swap/gw", Addresses: []string{"127.0.0.1"}, Ports: []ir.Port{swapTLSPort(port, "tls.example", certPEM, keyPEM, "b")}}},
+				Clusters: clusters,
+			}
+			err := s.Apply(tlsCfg)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, syscall.EADDRINUSE) || try == 4 {
+				t.Fatalf("HTTP -> TLS on the same port: %v", err)
+			}
+			t.Logf("port %d was taken meanwhile: %v", port, err)
 		}
 		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "tls.example"}}
 		defer tr.CloseIdleConnections()

@@ -96,10 +96,8 @@ func newConn(s *Server, rwc net.Conn) *conn {
 func (c *conn) serve() {
 	s := c.s
 	c.remote = c.rwc.RemoteAddr().String()
-	c.br = readerPool.Get().(*bufio.Reader)
-	c.br.Reset(&c.in)
-	c.bw = writerPool.Get().(*bufio.Writer)
-	c.bw.Reset(c.rwc)
+	c.takeBuffers()
+	idle := newIdleWaiter(c.rwc)
 	// The context values net/http's server sets; ReverseProxy looks for ServerContextKey
 	// to know that a panic(http.ErrAbortHandler) will be recovered.
 	ctx := context.WithValue(context.Background(), http.ServerContextKey, s.Fallback)
@@ -112,11 +110,16 @@ func (c *conn) serve() {
 		c.stopWatch()
 		if !handedOff {
 			c.close()
-			c.br.Reset(nil)
-			readerPool.Put(c.br)
+			if c.br != nil {
+				c.br.Reset(nil)
+				readerPool.Put(c.br)
+			}
 		}
-		c.bw.Reset(nil)
-		writerPool.Put(c.bw)
+		if c.bw != nil {
+			c.bw.Reset(nil)
+			writerPool.Put(c.bw)
+			s.buffers.Add(-1)
+		}
 		s.forget(c)
 	}()
 
@@ -128,6 +131,13 @@ func (c *conn) serve() {
 				wait = s.ReadHeaderTimeout
 			}
 			setReadTimeout(c.rwc, wait)
+			if idle != nil {
+				c.releaseBuffers()
+				if err := idle.wait(); err != nil {
+					return // timed out or closed while idle
+				}
+				c.takeBuffers()
+			}
 			if _, err := c.br.Peek(1); err != nil {
 				return
 			}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -312,5 +313,71 @@ func TestShutdownLetsFreshConnectionsSpeak(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Errorf("shutdown: %v", err)
+	}
+}
+
+// Idle keep-alive connections give their buffers back; a request after the idle wait,
+// the idle timeout and a pipelined pair still work.
+func TestIdleConnectionsHoldNoBuffers(t *testing.T) {
+	var srv atomic.Pointer[Server]
+	var heldWhileServing atomic.Int64
+	addr, s := startLean(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		heldWhileServing.Store(srv.Load().buffers.Load())
+		io.WriteString(w, "ok "+r.URL.Path)
+	}), func(s *Server) { s.IdleTimeout = 500 * time.Millisecond })
+	srv.Store(s)
+	get := func(c net.Conn, br *bufio.Reader, path string) {
+		t.Helper()
+		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: a\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if string(body) != "ok "+path {
+			t.Fatalf("body %q", body)
+		}
+	}
+	type client struct {
+		c  net.Conn
+		br *bufio.Reader
+	}
+	var clients []client
+	for range 20 {
+		c, br := dialLean(t, addr)
+		get(c, br, "/first")
+		clients = append(clients, client{c, br})
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for s.buffers.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := s.buffers.Load(); n != 0 {
+		t.Fatalf("%d idle connections still hold buffers", n)
+	}
+	if n := heldWhileServing.Load(); n < 1 {
+		t.Fatalf("buffers held while serving: %d, want at least the serving connection's", n)
+	}
+	// Woken by the next request.
+	get(clients[0].c, clients[0].br, "/second")
+	// Two requests in one write: the second is already buffered when the first ends.
+	io.WriteString(clients[1].c, "GET /p1 HTTP/1.1\r\nHost: a\r\n\r\nGET /p2 HTTP/1.1\r\nHost: a\r\n\r\n")
+	for _, want := range []string{"ok /p1", "ok /p2"} {
+		resp, err := http.ReadResponse(clients[1].br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if string(body) != want {
+			t.Fatalf("pipelined: %q, want %q", body, want)
+		}
+	}
+	// The idle timeout still ends a silent connection.
+	start := time.Now()
+	if _, err := clients[2].br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection: read %v, want EOF", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("idle timeout took %s", took)
 	}
 }

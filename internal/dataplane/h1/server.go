@@ -44,6 +44,7 @@ type Server struct {
 	ln       net.Listener
 	conns    map[*conn]struct{}
 	shutting atomic.Bool
+	buffers  atomic.Int64 // reader-writer pairs held by connections (idle ones hold none)
 	fbLn     *chanListener
 	fbDone   chan struct{}
 }
