@@ -35,6 +35,7 @@ type runFlags struct {
 	logLevel       string
 	defaultAddress string
 	drainTimeout   time.Duration
+	reloadDebounce time.Duration
 	echoBackends   bool
 	netHTTP1       bool
 	accessLog      string
@@ -73,6 +74,7 @@ good config keeps serving. SIGTERM or SIGINT drain in-flight requests and exit 0
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&f.defaultAddress, "default-address", "0.0.0.0", "address bound by Gateways that list none")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long a shutdown waits for in-flight requests")
+	fl.DurationVar(&f.reloadDebounce, "reload-debounce", file.DefaultDebounce, "how long the config folder must be quiet before a change is loaded")
 	fl.BoolVar(&f.netHTTP1, "net-http1", false, "serve plain-text HTTP/1.x with Go's net/http server instead of Portico's lean loop (slower; an escape hatch)")
 	fl.BoolVar(&f.echoBackends, "echo-backends", false, "also serve an echo backend on every loopback endpoint of the config's Backend objects (demos)")
 	fl.StringVar(&f.accessLog, "access-log", "stdout", "where the access log goes: stdout, off, or a file (reopened on SIGHUP, for rotation)")
@@ -127,7 +129,7 @@ func runGateway(ctx context.Context, f runFlags, stdout io.Writer, log *slog.Log
 	}
 
 	announced := false
-	p := &file.Provider{Path: f.config, Log: log}
+	p := &file.Provider{Path: f.config, Log: log, Debounce: f.reloadDebounce}
 	runErr := p.Run(ctx, func(snap *resource.Snapshot) {
 		start := time.Now()
 		cfg, status := translate.TranslateWith(snap, f.opts)

@@ -294,6 +294,11 @@ func addDocuments(snap *Snapshot, name string, data []byte, seen map[string]plac
 	if err != nil {
 		return err
 	}
+	return addDecoded(snap, name, decoded, seen)
+}
+
+// addDecoded adds a file's decoded objects to snap, refusing one defined twice.
+func addDecoded(snap *Snapshot, name string, decoded []located, seen map[string]place) error {
 	for _, d := range decoded {
 		obj := d.obj
 		id := obj.GetObjectKind().GroupVersionKind().Kind + " " + KeyOf(obj).String()

@@ -18,15 +18,23 @@ import (
 	"github.com/portico-gw/portico/internal/resource"
 )
 
+// DefaultDebounce is short enough for route changes to serve within 100 ms of a save,
+// and longer than the steps of one save by the tools that write config folders. A save
+// caught half-way is harmless when it is broken (it is refused and the last good config
+// keeps serving) and brief when it is not: the save's last event brings a reload.
+const DefaultDebounce = 25 * time.Millisecond
+
 // Provider watches Path (a file or a directory tree).
 type Provider struct {
 	Path string
-	// Debounce is how long the folder must be quiet before a reload (default 100ms):
-	// editors and `kubectl`-style tools write several events per save.
+	// Debounce is how long the folder must be quiet before a reload (default
+	// DefaultDebounce): one save makes several events (an editor's write and rename, a
+	// ConfigMap's symlink swap), which should make one reload.
 	Debounce time.Duration
 	Log      *slog.Logger
 
-	changedAt time.Time // the first relevant event since the last load
+	changedAt time.Time      // the first relevant event since the last load
+	cache     resource.Cache // decoded files: a reload decodes only what changed
 }
 
 // ChangedAt is when the change that led to the current load was first noticed; zero for
@@ -37,8 +45,8 @@ func (p *Provider) ChangedAt() time.Time { return p.changedAt }
 // the error of one that does not (the caller keeps its last good config). It returns
 // when ctx ends, or at once if the first watch cannot be set up.
 func (p *Provider) Run(ctx context.Context, onLoad func(*resource.Snapshot), onError func(error)) error {
-	if p.Debounce == 0 {
-		p.Debounce = 100 * time.Millisecond
+	if p.Debounce <= 0 {
+		p.Debounce = DefaultDebounce
 	}
 	log := p.Log
 	if log == nil {
@@ -54,7 +62,7 @@ func (p *Provider) Run(ctx context.Context, onLoad func(*resource.Snapshot), onE
 	}
 	load := func() {
 		defer func() { p.changedAt = time.Time{} }()
-		snap, err := resource.LoadPath(p.Path)
+		snap, err := p.cache.LoadPath(p.Path)
 		if err != nil {
 			onError(err)
 			return
