@@ -47,20 +47,7 @@ func (l *lab) startRun(port, admin int) (*cpGateway, error) {
 		return nil, err
 	}
 	host, bport, _ := strings.Cut(l.backendAddr, ":")
-	base := fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: portico}
-spec: {controllerName: portico.dev/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: public, namespace: infra}
-spec:
-  gatewayClassName: portico
-  addresses: [{type: IPAddress, value: 127.0.0.1}]
-  listeners:
-  - {name: http, port: %d, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
----
+	base := gatewayYAML(port) + fmt.Sprintf(`---
 apiVersion: gateway.portico.dev/v1alpha1
 kind: Backend
 metadata: {name: a, namespace: apps}
@@ -70,7 +57,7 @@ apiVersion: gateway.portico.dev/v1alpha1
 kind: Backend
 metadata: {name: b, namespace: apps}
 spec: {endpoints: [{address: %s, port: %s}]}
-`, port, host, bport, host, bport)
+`, host, bport, host, bport)
 	if err := os.WriteFile(filepath.Join(cfg, "base.yaml"), []byte(base), 0o644); err != nil {
 		return nil, err
 	}
@@ -286,4 +273,23 @@ func buildPortico(bin string) error {
 		return fmt.Errorf("go build ./cmd/portico: %v: %s", err, out)
 	}
 	return nil
+}
+
+// gatewayYAML is the platform team's part of a config folder: the GatewayClass and one
+// shared Gateway on 127.0.0.1:port that accepts routes from every namespace.
+func gatewayYAML(port int) string {
+	return fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: portico}
+spec: {controllerName: portico.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: public, namespace: infra}
+spec:
+  gatewayClassName: portico
+  addresses: [{type: IPAddress, value: 127.0.0.1}]
+  listeners:
+  - {name: http, port: %d, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
+`, port)
 }

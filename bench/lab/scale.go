@@ -30,20 +30,7 @@ func (l *lab) scenarioScale(port, admin, n, ns int) (*scaleResult, error) {
 		return nil, err
 	}
 	host, bport, _ := strings.Cut(l.backendAddr, ":")
-	base := fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: portico}
-spec: {controllerName: portico.dev/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: public, namespace: infra}
-spec:
-  gatewayClassName: portico
-  addresses: [{type: IPAddress, value: 127.0.0.1}]
-  listeners:
-  - {name: http, port: %d, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
-`, port)
+	base := gatewayYAML(port)
 	if err := os.WriteFile(filepath.Join(cfg, "base.yaml"), []byte(base), 0o644); err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package h1
 import (
 	"bufio"
 	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -44,35 +43,9 @@ func parseHead(req *http.Request, head []byte) error {
 	if err != nil {
 		return err
 	}
-	n := strings.Count(rest, "\n") - 1 // header lines; the last line is empty
-	if n < 0 {
+	hdr, ok := wire.ParseFields(rest)
+	if !ok {
 		return errMalformed
-	}
-	hdr := make(http.Header, n)
-	strs := make([]string, n) // value storage for single-valued headers
-	for {
-		line, rest, _ = strings.Cut(rest, "\r\n")
-		if line == "" {
-			break
-		}
-		name, value, ok := strings.Cut(line, ":")
-		if !ok {
-			return errMalformed
-		}
-		key := wire.CanonicalKey(name)
-		value = strings.Trim(value, " \t")
-		if vv, ok := hdr[key]; ok || len(strs) == 0 {
-			hdr[key] = append(vv, value)
-		} else {
-			vv, strs = strs[:1:1], strs[1:]
-			vv[0] = value
-			hdr[key] = vv
-		}
-	}
-	if pragma := hdr["Pragma"]; len(pragma) > 0 && pragma[0] == "no-cache" {
-		if _, ok := hdr["Cache-Control"]; !ok {
-			hdr["Cache-Control"] = []string{"no-cache"}
-		}
 	}
 	length := int64(0)
 	if cl := hdr["Content-Length"]; len(cl) > 0 {
@@ -115,19 +88,5 @@ type bodyReader struct {
 // Read returns io.EOF with the body's last bytes, and io.ErrUnexpectedEOF if the
 // connection ends first.
 func (r *bodyReader) Read(p []byte) (int, error) {
-	if r.left <= 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > r.left {
-		p = p[:r.left]
-	}
-	n, err := r.br.Read(p)
-	r.left -= int64(n)
-	switch {
-	case r.left == 0:
-		err = io.EOF
-	case err == io.EOF:
-		err = io.ErrUnexpectedEOF
-	}
-	return n, err
+	return wire.ReadLength(r.br, p, &r.left)
 }

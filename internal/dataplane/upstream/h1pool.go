@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/portico-gw/portico/internal/dataplane/wire"
 )
 
 // H1Pool is a lean HTTP/1.1 client for plain-text upstreams. Each request runs on the
@@ -167,21 +169,7 @@ func (b *h1Body) Read(p []byte) (n int, err error) {
 // readLength reads a body of known length from the connection: io.EOF comes with its
 // last bytes, io.ErrUnexpectedEOF if the connection ends first.
 func (b *h1Body) readLength(p []byte) (int, error) {
-	if b.left <= 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > b.left {
-		p = p[:b.left]
-	}
-	n, err := b.c.br.Read(p)
-	b.left -= int64(n)
-	switch {
-	case b.left == 0:
-		err = io.EOF
-	case err == io.EOF:
-		err = io.ErrUnexpectedEOF
-	}
-	return n, err
+	return wire.ReadLength(b.c.br, p, &b.left)
 }
 
 func (b *h1Body) Close() error {

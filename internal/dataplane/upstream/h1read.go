@@ -45,26 +45,9 @@ func readLeanResponse(br *bufio.Reader, req *http.Request) (resp *http.Response,
 
 	s := string(head)
 	statusLine, rest, _ := strings.Cut(s, "\r\n")
-	hdr := make(http.Header, strings.Count(rest, "\r\n"))
-	strs := make([]string, strings.Count(rest, "\r\n"))
-	for rest != "" {
-		var line string
-		line, rest, _ = strings.Cut(rest, "\r\n")
-		name, value, _ := strings.Cut(line, ":")
-		key := wire.CanonicalKey(name)
-		value = strings.Trim(value, " \t")
-		if vv, ok := hdr[key]; ok || len(strs) == 0 {
-			hdr[key] = append(vv, value)
-		} else {
-			vv, strs = strs[:1:1], strs[1:]
-			vv[0] = value
-			hdr[key] = vv
-		}
-	}
-	if pragma := hdr["Pragma"]; len(pragma) > 0 && pragma[0] == "no-cache" {
-		if _, ok := hdr["Cache-Control"]; !ok {
-			hdr["Cache-Control"] = []string{"no-cache"}
-		}
+	hdr, ok := wire.ParseFields(rest)
+	if !ok {
+		return nil, 0, false
 	}
 	minor := 1
 	if statusLine[7] == '0' {

@@ -2,7 +2,12 @@
 // (the lean server loop's request heads, the upstream pool's response heads) share.
 package wire
 
-import "net/textproto"
+import (
+	"io"
+	"net/http"
+	"net/textproto"
+	"strings"
+)
 
 // IsTokenChar reports whether b may appear in an RFC 9110 token (a method or a header
 // name).
@@ -81,3 +86,62 @@ var commonKeys = func() map[string]string {
 	}
 	return m
 }()
+
+// ParseFields builds the header map of a head's field lines, each ending in CRLF, up to
+// an empty line or the end of block. The lines must already have been checked (token
+// names, a colon, no control characters in values). As net/http does, names are made
+// canonical, values trimmed, repeated names collected in order, and "Pragma: no-cache"
+// implies "Cache-Control: no-cache". Values and already-canonical names are cut from
+// block, so the map costs no string copies. ok is false when a line has no colon.
+func ParseFields(block string) (hdr http.Header, ok bool) {
+	n := strings.Count(block, "\r\n")
+	hdr = make(http.Header, n)
+	strs := make([]string, n) // value storage for single-valued headers
+	for block != "" {
+		var line string
+		line, block, _ = strings.Cut(block, "\r\n")
+		if line == "" {
+			break
+		}
+		name, value, found := strings.Cut(line, ":")
+		if !found {
+			return nil, false
+		}
+		key := CanonicalKey(name)
+		value = strings.Trim(value, " \t")
+		if vv, seen := hdr[key]; seen || len(strs) == 0 {
+			hdr[key] = append(vv, value)
+		} else {
+			vv, strs = strs[:1:1], strs[1:]
+			vv[0] = value
+			hdr[key] = vv
+		}
+	}
+	if pragma := hdr["Pragma"]; len(pragma) > 0 && pragma[0] == "no-cache" {
+		if _, set := hdr["Cache-Control"]; !set {
+			hdr["Cache-Control"] = []string{"no-cache"}
+		}
+	}
+	return hdr, true
+}
+
+// ReadLength reads from r into p at most *left bytes of a body of known length and
+// counts them off: io.EOF comes with the body's last bytes, io.ErrUnexpectedEOF when the
+// stream ends first.
+func ReadLength(r io.Reader, p []byte, left *int64) (int, error) {
+	if *left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > *left {
+		p = p[:*left]
+	}
+	n, err := r.Read(p)
+	*left -= int64(n)
+	switch {
+	case *left == 0:
+		err = io.EOF
+	case err == io.EOF:
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
