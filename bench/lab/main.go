@@ -52,14 +52,19 @@ func main() {
 	flag.IntVar(&o.proxyCPU, "proxy-cpu", 0, "the CPU every proxy is pinned to")
 	flag.IntVar(&o.loadCPU, "load-cpu", 1, "the CPU of the backend and the load generator")
 	flag.IntVar(&o.basePort, "base-port", 18080, "first of the loopback ports the lab uses")
-	flag.StringVar(&o.scenarios, "scenarios", "h1,routes,download,upload,idle,controlplane,scale", "comma-separated scenarios to run: h1, routes, download, upload, idle, controlplane, scale; profile (a CPU profile of Portico under the h1 load) only when named")
+	flag.StringVar(&o.scenarios, "scenarios", "h1,fixedrate,routes,download,upload,idle,controlplane,scale", "comma-separated scenarios to run: h1, routes, download, upload, fixedrate, idle, controlplane, scale; profile (a CPU profile of Portico under the h1 load) only when named")
 	flag.IntVar(&o.idleConns, "idle-conns", 9000, "connections of the idle scenario (each process here may open 20,000 files)")
 	flag.IntVar(&o.routes, "routes", 5000, "routes in the many-routes scenario's tables")
 	flag.IntVar(&o.cpRoutes, "cp-routes", 1000, "HTTPRoutes the control-plane scenario adds one after another")
 	flag.IntVar(&o.scaleRoutes, "scale-routes", 5000, "HTTPRoutes (over 50 namespaces) of the scale scenario")
 	flag.StringVar(&o.out, "out", "bench/results/latest.md", "where the report is written")
+	loadgen := flag.String("loadgen", "", "internal: run as the open-loop load generator (addr,path,rate,duration)")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
+	if *loadgen != "" {
+		loadgenMain(*loadgen)
+		return
+	}
 	if err := run(o); err != nil {
 		log.Fatalf("lab: %v", err)
 	}
@@ -150,6 +155,33 @@ func run(o options) error {
 			}
 			rep.cp = r
 			continue
+		case "fixedrate":
+			nginxMax := 0.0
+			for _, r := range rep.results {
+				if ss, ok := r.samples["nginx"]; ok && r.spec.path == "" && r.mibPerRequest == 0 && len(r.order) > 0 && r.order[0] == "direct" {
+					nginxMax = medianOf(ss, func(s sample) float64 { return s.rps })
+				}
+			}
+			if nginxMax == 0 {
+				// No h1 run before: measure nginx's maximum now.
+				var ng *target
+				for _, t := range targets {
+					if t.name == "nginx" {
+						ng = t
+					}
+				}
+				s, err := l.measure(ng, backend, loadSpec{conns: o.conns, d: o.duration})
+				if err != nil {
+					return err
+				}
+				nginxMax = s.rps
+			}
+			res, rate, err := l.scenarioFixedRate(targets, nginxMax, o)
+			if err != nil {
+				return err
+			}
+			rep.fixed, rep.fixedRate, rep.fixedOrder = res, rate, names(targets)
+			continue
 		case "scale":
 			r, err := l.scenarioScale(o.basePort+70, o.basePort+71, o.scaleRoutes, 50)
 			if err != nil {
@@ -177,7 +209,7 @@ func run(o options) error {
 		res.order = names(targets)
 		rep.results = append(rep.results, res)
 	}
-	if len(rep.results) == 0 && len(rep.idle) == 0 && rep.cp == nil && rep.scale == nil {
+	if len(rep.results) == 0 && len(rep.idle) == 0 && rep.cp == nil && rep.scale == nil && rep.fixed == nil {
 		return nil // only a profile was asked for
 	}
 	md := rep.markdown()

@@ -17,6 +17,10 @@ type report struct {
 	idle    []idleResult
 	cp      *cpResult
 	scale   *scaleResult
+
+	fixed      map[string][]openLoopResult
+	fixedRate  float64
+	fixedOrder []string
 }
 
 // result is one closed-loop scenario's samples per target.
@@ -65,6 +69,7 @@ func (r *report) markdown() string {
 	for _, res := range r.results {
 		res.markdown(&b)
 	}
+	fixedRateMarkdown(&b, r.fixed, r.fixedOrder, r.fixedRate)
 	idleMarkdown(&b, r.idle)
 	cpMarkdown(&b, r.cp)
 	scaleMarkdown(&b, r.scale)
