@@ -2,7 +2,11 @@ package main
 
 import (
 	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 )
 
 const wrkSample = `Running 10s test @ http://127.0.0.1:18081/
@@ -85,5 +89,26 @@ func TestTreeTicksAndRSS(t *testing.T) {
 	}
 	if x == 0 || treeTicks(pid) <= before {
 		t.Fatalf("CPU ticks did not grow: %d", before)
+	}
+}
+
+// The open-loop generator sends the rate it is asked for and measures every answer.
+func TestRunOpenLoop(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/p" {
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	r := runOpenLoop(addr, "/p", 640, 64, time.Second)
+	if r.Errors != 0 || r.Sent < 600 || r.Sent > 680 {
+		t.Fatalf("sent %d with %d errors, want about 640 and none", r.Sent, r.Errors)
+	}
+	if !(r.P50 > 0 && r.P50 <= r.P99 && r.P99 <= r.P999 && r.P999 <= r.Max) {
+		t.Fatalf("percentiles out of order: %+v", r)
+	}
+	if bad := runOpenLoop(addr, "/missing", 64, 64, time.Second); bad.Errors == 0 {
+		t.Fatalf("404 answers were not counted as errors: %+v", bad)
 	}
 }
