@@ -208,7 +208,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *observation) 
 		ctx, cancel = context.WithTimeout(ctx, a.requestTimeout)
 		defer cancel()
 		if o != nil {
-			// A timeout that ends the response part way (the reverse proxy then aborts)
+			// A timeout that ends the response part way (the forwarder then aborts)
 			// is still a timeout.
 			defer func() {
 				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -296,7 +296,8 @@ func isPreflight(r *http.Request) bool {
 	return r.Method == http.MethodOptions && r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != ""
 }
 
-// rewrite is the reverse proxy's hook (upgrades only): it prepares the outbound request.
+// rewrite is the reverse proxy's hook (upgrades, or everything after UseReverseProxy): it
+// prepares the outbound request.
 func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	st := pr.In.Context().Value(stateKey{}).(*reqState)
 	h.prepare(pr.In, pr.Out, st, new(forwardValues))
@@ -326,7 +327,8 @@ func (h *Handler) prepare(in, out *http.Request, st *reqState, vals *forwardValu
 	}
 }
 
-// proxyError is the reverse proxy's error hook (upgrades only).
+// proxyError is the reverse proxy's error hook (upgrades, or everything after
+// UseReverseProxy).
 func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	st, _ := r.Context().Value(stateKey{}).(*reqState)
 	h.answerError(w, r, st, err)
@@ -409,7 +411,7 @@ func newRequestID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// bufferPool lends 32 KiB copy buffers to the reverse proxy.
+// bufferPool lends 32 KiB copy buffers to the forwarder and the reverse proxy.
 type bufferPool struct{}
 
 var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -17,7 +17,7 @@ import (
 
 // observed serves a request with telemetry on: it fills the request's access log entry
 // as the request goes (see serve), and when the handler is done (or panics, as the
-// reverse proxy does when a response cannot be completed) it counts the request, ends
+// forwarder does when a response cannot be completed) it counts the request, ends
 // its span and logs it.
 func (h *Handler) observed(w http.ResponseWriter, r *http.Request) {
 	e := telemetry.NewEntry()
@@ -62,7 +62,8 @@ func (h *Handler) observed(w http.ResponseWriter, r *http.Request) {
 	h.serve(rec, r, obs)
 }
 
-// observation is what serve and the reverse proxy's hooks learn about a request.
+// observation is what serve, the forwarder and the reverse proxy's hooks learn about a
+// request.
 type observation struct {
 	entry         *telemetry.Entry
 	metrics       *telemetry.RouteMetrics
