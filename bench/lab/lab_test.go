@@ -4,6 +4,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -110,5 +111,52 @@ func TestRunOpenLoop(t *testing.T) {
 	}
 	if bad := runOpenLoop(addr, "/missing", 64, 64, time.Second); bad.Errors == 0 {
 		t.Fatalf("404 answers were not counted as errors: %+v", bad)
+	}
+}
+
+const h2loadSample = `starting benchmark...
+spawning thread #0: 4 total client(s). 0 total requests
+TLS Protocol: TLSv1.3
+Application protocol: h2
+
+finished in 10.00s, 30123.40 req/s, 2.01MB/s
+requests: 301234 total, 301300 started, 301234 done, 301230 succeeded, 4 failed, 1 errored, 2 timeout
+status codes: 301230 2xx, 0 3xx, 0 4xx, 4 5xx
+traffic: 10.73MB (10990) total, 868B (868) headers (space savings 94.64%), 6.25MB (6400) data
+                     min         max         mean         sd        +/- sd
+time for request:      597us      9.25ms      3.12ms      2.43ms    87.00%
+`
+
+func TestParseH2load(t *testing.T) {
+	r, err := parseH2load(h2loadSample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := wrkResult{rps: 30123.40, requests: 301234, errors: 4 + 1 + 2, seconds: 10}
+	if r != want {
+		t.Fatalf("parseH2load = %+v, want %+v", r, want)
+	}
+	if _, err := parseH2load("starting benchmark...\nNo protocol negotiated. Aborted\n"); err == nil {
+		t.Fatal("a failed run parsed")
+	}
+}
+
+func TestRequestLogPercentiles(t *testing.T) {
+	// 200 requests taking 1..200 ms, shuffled, and a line that is not a request.
+	var b strings.Builder
+	b.WriteString("garbage\n")
+	for i := range 200 {
+		ms := (i*37)%200 + 1
+		b.WriteString("1795975462016694\t200\t" + strconv.Itoa(ms*1000) + "\n")
+	}
+	p50, p99, err := requestLogPercentiles(strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p50 != 101 || p99 != 199 {
+		t.Fatalf("p50, p99 = %v, %v; want 101, 199", p50, p99)
+	}
+	if _, _, err := requestLogPercentiles(strings.NewReader("")); err == nil {
+		t.Fatal("an empty log gave percentiles")
 	}
 }

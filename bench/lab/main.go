@@ -30,17 +30,18 @@ import (
 )
 
 type options struct {
-	runs              int
-	duration, warmup  time.Duration
-	conns             int
-	proxyCPU, loadCPU int
-	basePort          int
-	scenarios         string
-	idleConns         int
-	routes            int
-	cpRoutes          int
-	scaleRoutes       int
-	out               string
+	runs               int
+	duration, warmup   time.Duration
+	conns              int
+	proxyCPU, loadCPU  int
+	basePort           int
+	scenarios          string
+	idleConns          int
+	routes             int
+	cpRoutes           int
+	scaleRoutes        int
+	h2Conns, h2Streams int
+	out                string
 }
 
 func main() {
@@ -52,11 +53,13 @@ func main() {
 	flag.IntVar(&o.proxyCPU, "proxy-cpu", 0, "the CPU every proxy is pinned to")
 	flag.IntVar(&o.loadCPU, "load-cpu", 1, "the CPU of the backend and the load generator")
 	flag.IntVar(&o.basePort, "base-port", 18080, "first of the loopback ports the lab uses")
-	flag.StringVar(&o.scenarios, "scenarios", "h1,fixedrate,routes,download,upload,idle,controlplane,scale", "comma-separated scenarios to run: h1, routes, download, upload, fixedrate, idle, controlplane, scale; profile (a CPU profile of Portico under the h1 load) only when named")
+	flag.StringVar(&o.scenarios, "scenarios", "h1,fixedrate,h2,routes,download,upload,idle,controlplane,scale", "comma-separated scenarios to run: h1, h2, routes, download, upload, fixedrate, idle, controlplane, scale; profile (a CPU profile of Portico under the h1 load) only when named")
 	flag.IntVar(&o.idleConns, "idle-conns", 9000, "connections of the idle scenario (each process here may open 20,000 files)")
 	flag.IntVar(&o.routes, "routes", 5000, "routes in the many-routes scenario's tables")
 	flag.IntVar(&o.cpRoutes, "cp-routes", 1000, "HTTPRoutes the control-plane scenario adds one after another")
 	flag.IntVar(&o.scaleRoutes, "scale-routes", 5000, "HTTPRoutes (over 50 namespaces) of the scale scenario")
+	flag.IntVar(&o.h2Conns, "h2-conns", 4, "connections of the HTTP/2 scenario")
+	flag.IntVar(&o.h2Streams, "h2-streams", 32, "concurrent streams per connection in the HTTP/2 scenario")
 	flag.StringVar(&o.out, "out", "bench/results/latest.md", "where the report is written")
 	loadgen := flag.String("loadgen", "", "internal: run as the open-loop load generator (addr,path,rate,duration)")
 	flag.Parse()
@@ -102,7 +105,10 @@ func run(o options) error {
 		return err
 	}
 
-	targets, err := l.startProxies(o.basePort+1, 1, true)
+	if err := l.writeKeyPair(dir); err != nil {
+		return err
+	}
+	targets, err := l.startProxies(o.basePort+1, 1, true, false)
 	if err != nil {
 		return err
 	}
@@ -123,7 +129,7 @@ func run(o options) error {
 			res = &result{title: "HTTP/1.1 keep-alive, small response",
 				spec: loadSpec{conns: o.conns, d: o.duration}}
 		case "routes":
-			many, err := l.startProxies(o.basePort+20, o.routes, false)
+			many, err := l.startProxies(o.basePort+20, o.routes, false, false)
 			if err != nil {
 				return err
 			}
@@ -138,6 +144,22 @@ func run(o options) error {
 				return err
 			}
 			res.order = names(both)
+			rep.results = append(rep.results, res)
+			continue
+		case "h2":
+			// Started here, not with the others, so that runs without this scenario do
+			// not pay for their memory and handshakes.
+			h2, err := l.startProxies(o.basePort+30, 1, false, true)
+			if err != nil {
+				return err
+			}
+			res = &result{title: "HTTP/2 over TLS, many streams, small responses",
+				spec: loadSpec{conns: o.h2Conns, streams: o.h2Streams, d: o.duration, path: "/"}}
+			res.samples, err = l.closedLoop(sc, h2, backend, res.spec, o)
+			if err != nil {
+				return err
+			}
+			res.order = names(h2)
 			rep.results = append(rep.results, res)
 			continue
 		case "download":
@@ -222,21 +244,22 @@ func run(o options) error {
 }
 
 // startProxies starts every proxy on consecutive ports from port and waits for them.
-func (l *lab) startProxies(port, routes int, variants bool) ([]*target, error) {
-	starts := []func(int, int) (*target, error){
+// With tls they serve HTTPS (HTTP/2 by ALPN) with the lab's certificate.
+func (l *lab) startProxies(port, routes int, variants, tls bool) ([]*target, error) {
+	starts := []func(int, int, bool) (*target, error){
 		l.startNginx,
 		l.startHAProxy,
 		l.startCaddy,
-		func(p, r int) (*target, error) { return l.startPortico("portico", p, r) },
+		func(p, r int, tls bool) (*target, error) { return l.startPortico("portico", p, r, tls) },
 	}
 	if variants {
-		starts = append(starts, func(p, r int) (*target, error) {
-			return l.startPortico("portico-telemetry", p, r, "-access-log", "/dev/null")
+		starts = append(starts, func(p, r int, tls bool) (*target, error) {
+			return l.startPortico("portico-telemetry", p, r, tls, "-access-log", "/dev/null")
 		})
 	}
 	var out []*target
 	for i, start := range starts {
-		t, err := start(port+i, routes)
+		t, err := start(port+i, routes, tls)
 		if err != nil {
 			return nil, err
 		}

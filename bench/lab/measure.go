@@ -49,7 +49,13 @@ func (l *lab) measure(t *target, backend *proc, spec loadSpec) (sample, error) {
 	if spec.path == "" {
 		spec.path = t.path
 	}
-	r, err := runWrk(l.loadCPU, spec, t.base())
+	var r wrkResult
+	var err error
+	if spec.streams > 0 {
+		r, err = runH2load(l.loadCPU, spec, t.base(), l.dir)
+	} else {
+		r, err = runWrk(l.loadCPU, spec, t.base())
+	}
 	proxy1, back1, busy1 := treeTicks(pids...), treeTicks(backend.pid()), busyTicks()
 	close(stop)
 	rss := <-peak

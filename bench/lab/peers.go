@@ -16,6 +16,7 @@ type target struct {
 	port  int
 	procs []*proc // the proxy's processes (none for direct)
 	path  string  // what the small-response load asks for ("/" unless the table has many routes)
+	tls   bool    // HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with the lab's certificate
 }
 
 func (t *target) pids() []int {
@@ -26,7 +27,12 @@ func (t *target) pids() []int {
 	return out
 }
 
-func (t *target) base() string { return "http://127.0.0.1:" + strconv.Itoa(t.port) }
+func (t *target) base() string {
+	if t.tls {
+		return "https://127.0.0.1:" + strconv.Itoa(t.port)
+	}
+	return "http://127.0.0.1:" + strconv.Itoa(t.port)
+}
 
 // lab holds what every scenario shares: the work directory, the CPUs, the binaries.
 type lab struct {
@@ -34,8 +40,11 @@ type lab struct {
 	proxyCPU, loadCPU int
 	backendAddr       string
 	portico           string // the bench/portico binary
-	backend           string // the bench/backend binary
-	started           []*proc
+	// The TLS key pair every HTTPS target serves (self-signed, for 127.0.0.1), as
+	// separate PEM files and as one file of both (haproxy's form).
+	certFile, keyFile, pemFile string
+	backend                    string // the bench/backend binary
+	started                    []*proc
 }
 
 func (l *lab) start(name string, cpu int, env []string, argv ...string) (*proc, error) {
@@ -56,9 +65,9 @@ func (l *lab) stopAll() {
 
 // startNginx runs nginx with one worker, upstream keep-alive and no access log, as
 // tuned as the issue asks: connections are kept for the whole run on both sides.
-func (l *lab) startNginx(port, routes int) (*target, error) {
+func (l *lab) startNginx(port, routes int, tls bool) (*target, error) {
 	name := named("nginx", routes)
-	dir := filepath.Join(l.dir, name)
+	dir := filepath.Join(l.dir, withTLS(name, tls))
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o1777); err != nil {
 		return nil, err
 	}
@@ -91,30 +100,34 @@ http {
     scgi_temp_path %[1]s/tmp/scgi;
     upstream backend {
         server %[2]s;
-        keepalive 64;
+        keepalive 256;
         keepalive_requests 10000000;
     }
     proxy_http_version 1.1;
     proxy_set_header Connection "";
     server {
-        listen 127.0.0.1:%[3]d;
+        listen 127.0.0.1:%[3]d%[5]s;
 %[4]s    }
 }
-`, dir, l.backendAddr, port, nginxLocations(routes))
+`, dir, l.backendAddr, port, nginxLocations(routes), nginxTLS(tls, l.certFile, l.keyFile))
 	path := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	p, err := l.start(name, l.proxyCPU, nil, "nginx", "-e", filepath.Join(dir, "error.log"), "-p", dir, "-c", path)
+	p, err := l.start(withTLS(name, tls), l.proxyCPU, nil, "nginx", "-e", filepath.Join(dir, "error.log"), "-p", dir, "-c", path)
 	if err != nil {
 		return nil, err
 	}
-	return &target{name: name, port: port, procs: []*proc{p}, path: routePath(routes)}, nil
+	return &target{name: name, port: port, procs: []*proc{p}, path: routePath(routes), tls: tls}, nil
 }
 
 // startHAProxy runs haproxy with one thread, keep-alive both ways and connection reuse.
-func (l *lab) startHAProxy(port, routes int) (*target, error) {
+func (l *lab) startHAProxy(port, routes int, tls bool) (*target, error) {
 	name := named("haproxy", routes)
+	bind := ""
+	if tls {
+		bind = " ssl crt " + l.pemFile + " alpn h2,http/1.1"
+	}
 	route := "    default_backend be\n"
 	if routes > 1 {
 		// A map of path prefixes: haproxy's efficient form for many routes.
@@ -139,26 +152,29 @@ defaults
     option http-keep-alive
     http-reuse always
 frontend fe
-    bind 127.0.0.1:%d
+    bind 127.0.0.1:%d%s
 %sbackend be
     server s1 %s
-`, port, route, l.backendAddr)
-	path := filepath.Join(l.dir, name+".cfg")
+`, port, bind, route, l.backendAddr)
+	path := filepath.Join(l.dir, withTLS(name, tls)+".cfg")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	p, err := l.start(name, l.proxyCPU, nil, "haproxy", "-db", "-f", path)
+	p, err := l.start(withTLS(name, tls), l.proxyCPU, nil, "haproxy", "-db", "-f", path)
 	if err != nil {
 		return nil, err
 	}
-	return &target{name: name, port: port, procs: []*proc{p}, path: routePath(routes)}, nil
+	return &target{name: name, port: port, procs: []*proc{p}, path: routePath(routes), tls: tls}, nil
 }
 
 // startCaddy runs caddy's reverse proxy with one OS thread for Go code (GOMAXPROCS=1),
 // no admin endpoint and no automatic HTTPS.
-func (l *lab) startCaddy(port, routes int) (*target, error) {
+func (l *lab) startCaddy(port, routes int, tls bool) (*target, error) {
 	name := named("caddy", routes)
-	route := "\treverse_proxy " + l.backendAddr + "\n"
+	// Idle upstream connections kept as many as the other proxies keep (caddy's default
+	// is 32), so that the HTTP/2 scenario's concurrent streams do not churn connections.
+	proxy := "reverse_proxy " + l.backendAddr + " {\n\t\ttransport http {\n\t\t\tkeepalive_idle_conns_per_host 256\n\t\t}\n\t}"
+	route := "\t" + proxy + "\n"
 	if routes > 1 {
 		var b strings.Builder
 		for i := range routes {
@@ -166,37 +182,45 @@ func (l *lab) startCaddy(port, routes int) (*target, error) {
 		}
 		route = b.String()
 	}
+	site := fmt.Sprintf("http://127.0.0.1:%d", port)
+	if tls {
+		site = fmt.Sprintf("https://127.0.0.1:%d", port)
+		route = fmt.Sprintf("\ttls %s %s\n", l.certFile, l.keyFile) + route
+	}
 	conf := fmt.Sprintf(`{
 	admin off
 	auto_https off
 }
-http://127.0.0.1:%d {
+%s {
 	bind 127.0.0.1
 %s}
-`, port, route)
-	path := filepath.Join(l.dir, name+".Caddyfile")
+`, site, route)
+	path := filepath.Join(l.dir, withTLS(name, tls)+".Caddyfile")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
 	env := []string{"GOMAXPROCS=1", "HOME=" + l.dir, "XDG_DATA_HOME=" + l.dir, "XDG_CONFIG_HOME=" + l.dir}
-	p, err := l.start(name, l.proxyCPU, env, "caddy", "run", "--config", path, "--adapter", "caddyfile")
+	p, err := l.start(withTLS(name, tls), l.proxyCPU, env, "caddy", "run", "--config", path, "--adapter", "caddyfile")
 	if err != nil {
 		return nil, err
 	}
-	return &target{name: name, port: port, procs: []*proc{p}, path: routePath(routes)}, nil
+	return &target{name: name, port: port, procs: []*proc{p}, path: routePath(routes), tls: tls}, nil
 }
 
 // startPortico runs the bench data plane (bench/portico) with GOMAXPROCS=1 and extra
 // flags.
-func (l *lab) startPortico(name string, port, routes int, flags ...string) (*target, error) {
+func (l *lab) startPortico(name string, port, routes int, tls bool, flags ...string) (*target, error) {
 	name = named(name, routes)
 	argv := append([]string{l.portico, "-listen", "127.0.0.1:" + strconv.Itoa(port), "-backend", l.backendAddr,
 		"-routes", strconv.Itoa(routes)}, flags...)
-	p, err := l.start(name, l.proxyCPU, []string{"GOMAXPROCS=1"}, argv...)
+	if tls {
+		argv = append(argv, "-tls-cert", l.certFile, "-tls-key", l.keyFile)
+	}
+	p, err := l.start(withTLS(name, tls), l.proxyCPU, []string{"GOMAXPROCS=1"}, argv...)
 	if err != nil {
 		return nil, err
 	}
-	return &target{name: name, port: port, procs: []*proc{p}, path: routePath(routes)}, nil
+	return &target{name: name, port: port, procs: []*proc{p}, path: routePath(routes), tls: tls}, nil
 }
 
 // named is a target's name: "nginx", or "nginx-5000r" for a table of 5,000 routes.
@@ -205,6 +229,24 @@ func named(name string, routes int) string {
 		return fmt.Sprintf("%s-%dr", name, routes)
 	}
 	return name
+}
+
+// withTLS is the name of a TLS instance's processes and files: "nginx-tls" beside
+// "nginx". Its target keeps the plain name, so that ratios against nginx read alike.
+func withTLS(name string, tls bool) string {
+	if tls {
+		return name + "-tls"
+	}
+	return name
+}
+
+// nginxTLS is the listen directive's TLS and HTTP/2 part (nginx 1.22's form) and the
+// server block's key pair.
+func nginxTLS(tls bool, cert, key string) string {
+	if !tls {
+		return ""
+	}
+	return fmt.Sprintf(" ssl http2;\n        ssl_certificate %s;\n        ssl_certificate_key %s", cert, key)
 }
 
 // routePath is the path the load asks for: the last route of a many-route table (the
@@ -242,5 +284,6 @@ func versions() string {
 		get("haproxy", "-v"),
 		"caddy " + get("caddy", "version"),
 		get("wrk", "-v"),
+		get("h2load", "--version"),
 	}, "; ")
 }

@@ -12,7 +12,7 @@ import (
 // the profile and its top entries (flat and cumulative) next to the report.
 func (l *lab) scenarioProfile(port int, backend *proc, o options) error {
 	prof := filepath.Join(filepath.Dir(o.out), "portico-cpu.pprof")
-	t, err := l.startPortico("portico-profiled", port, 1, "-cpuprofile", prof)
+	t, err := l.startPortico("portico-profiled", port, 1, false, "-cpuprofile", prof)
 	if err != nil {
 		return err
 	}

@@ -88,7 +88,13 @@ func (res *result) markdown(b *strings.Builder) {
 	if path == "" {
 		path = "/ (with many routes: the last route's, /svc-N/x)"
 	}
-	fmt.Fprintf(b, "## %s\n\nwrk -t1 -c%d -d%s --latency%s, path %s.\n\n", res.title, res.spec.conns, res.spec.d, script, path)
+	if res.spec.streams > 0 {
+		fmt.Fprintf(b, "## %s\n\nh2load -t1 -c%d -m%d -D%d (HTTPS, HTTP/2 by ALPN; the same self-signed ECDSA P-256 certificate everywhere; "+
+			"percentiles from its per-request log), path %s. No direct row: the backend speaks plain HTTP/1.1.\n\n",
+			res.title, res.spec.conns, res.spec.streams, int(res.spec.d.Seconds()), path)
+	} else {
+		fmt.Fprintf(b, "## %s\n\nwrk -t1 -c%d -d%s --latency%s, path %s.\n\n", res.title, res.spec.conns, res.spec.d, script, path)
+	}
 	b.WriteString("| target | req/s | MiB/s | p50 | p99 | requests per proxy CPU-second | proxy CPU busy | proxy RSS | errors | other load |\n")
 	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	med := func(name string, f func(sample) float64) float64 { return medianOf(res.samples[name], f) }

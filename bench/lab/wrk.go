@@ -25,6 +25,9 @@ type loadSpec struct {
 	d      time.Duration
 	path   string // with the query, from "/"; empty: the target's own (see target.path)
 	script string // a wrk Lua script, or ""
+	// streams > 0 makes the load HTTP/2 over TLS with h2load: streams concurrent
+	// requests on each of conns connections.
+	streams int
 }
 
 // runWrk runs wrk pinned to cpu against base (scheme and authority) as spec says.

@@ -37,11 +37,18 @@ func run() error {
 	netHTTP := flag.Bool("nethttp", false, "serve HTTP/1.1 with net/http's server instead of the lean loop")
 	accessLog := flag.String("access-log", "", "turn telemetry on: JSON access log to this file, and metrics")
 	routes := flag.Int("routes", 1, "routes in the table: 1 is a catch-all; N > 1 are N path prefixes /svc-0 ... /svc-(N-1), each with its own cluster")
+	tlsCert := flag.String("tls-cert", "", "serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM certificate chain (and -tls-key)")
+	tlsKey := flag.String("tls-key", "", "the PEM private key of -tls-cert")
 	flag.Parse()
 
 	cfg, err := config(*listen, *backend, *routes)
 	if err != nil {
 		return err
+	}
+	if *tlsCert != "" {
+		if err := serveTLS(cfg, *tlsCert, *tlsKey); err != nil {
+			return err
+		}
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -145,6 +152,34 @@ func manyRoutes(lhost string, lport uint32, bhost string, bport uint32, n int) *
 		}}}},
 	}}
 	return cfg
+}
+
+// serveTLS turns cfg's port into an HTTPS listener terminating TLS with the given key
+// pair, as a Gateway's HTTPS listener with one certificateRef is translated.
+func serveTLS(cfg *ir.Config, certFile, keyFile string) error {
+	if keyFile == "" {
+		return fmt.Errorf("-tls-cert needs -tls-key")
+	}
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return err
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return err
+	}
+	for gi := range cfg.Gateways {
+		for pi := range cfg.Gateways[gi].Ports {
+			p := &cfg.Gateways[gi].Ports[pi]
+			p.Protocol = ir.ProtocolTLS
+			for li := range p.Listeners {
+				p.Listeners[li].Protocol = ir.ProtocolHTTPS
+				p.Listeners[li].TLS = &ir.ListenerTLS{Mode: ir.TLSTerminate, Certificates: []ir.Certificate{{
+					Name: "secret/bench/tls", CertPEM: string(certPEM), KeyPEM: string(keyPEM)}}}
+			}
+		}
+	}
+	return nil
 }
 
 func splitHostPort(addr string) (string, uint32, error) {
