@@ -101,9 +101,15 @@ run_tests() {
 	go test -race -count=1 -timeout 30m ./...
 }
 
-# Later sections go here, each as a function called below:
-#   - Kubernetes tests (test/kube): apt_install etcd-server ..., then go test ./test/kube/...
-#   - benchmarks against other proxies (bench/): apt_install nginx haproxy ...
+# prepare_kube installs and builds what the Kubernetes tests (test/kube and its users)
+# need: etcd from Debian, iproute2 for the network namespaces standing in for pods, and
+# kube-apiserver built from the pinned k8s.io/kubernetes module (about 15 minutes on a
+# cold Go build cache, seconds after that).
+prepare_kube() {
+	section "Kubernetes test environment"
+	apt_install etcd-server iproute2
+	go run ./test/kube/cmd/prepare
+}
 
 lint() {
 	install_tools
@@ -117,10 +123,14 @@ main() {
 	case "${1:-all}" in
 	all)
 		lint
+		prepare_kube
 		run_tests
 		;;
 	lint) lint ;;
-	test) run_tests ;;
+	test)
+		prepare_kube
+		run_tests
+		;;
 	*) die "usage: $0 [all|lint|test]" ;;
 	esac
 	section "all passed"

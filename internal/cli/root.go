@@ -46,6 +46,6 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCommand(), newTranslateCommand(), newStatusCommand(), newEchoCommand(), newVersionCommand())
+	root.AddCommand(newRunCommand(), newControllerCommand(), newTranslateCommand(), newStatusCommand(), newEchoCommand(), newVersionCommand())
 	return root
 }

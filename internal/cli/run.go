@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/portico-gw/portico/internal/admin"
@@ -69,22 +70,10 @@ good config keeps serving. SIGTERM or SIGINT drain in-flight requests and exit 0
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "file or folder of Gateway API YAML to serve (required)")
-	fl.StringVar(&f.adminAddress, "admin-address", "127.0.0.1:19000", "address of the admin API (/healthz /readyz /config /status)")
-	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
-	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&f.defaultAddress, "default-address", "0.0.0.0", "address bound by Gateways that list none")
-	fl.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long a shutdown waits for in-flight requests")
 	fl.DurationVar(&f.reloadDebounce, "reload-debounce", file.DefaultDebounce, "how long the config folder must be quiet before a change is loaded")
-	fl.BoolVar(&f.netHTTP1, "net-http1", false, "serve plain-text HTTP/1.x with Go's net/http server instead of Portico's lean loop (slower; an escape hatch)")
 	fl.BoolVar(&f.echoBackends, "echo-backends", false, "also serve an echo backend on every loopback endpoint of the config's Backend objects (demos)")
-	fl.StringVar(&f.accessLog, "access-log", "stdout", "where the access log goes: stdout, off, or a file (reopened on SIGHUP, for rotation)")
-	fl.StringVar(&f.accessLogFmt, "access-log-format", "json", "access log format: json or text")
-	fl.StringVar(&f.tracing.Endpoint, "otlp-endpoint", "", "OTLP trace receiver: host:port for gRPC, a URL for HTTP (empty: no tracing; trace context is passed through)")
-	fl.StringVar(&f.tracing.Protocol, "otlp-protocol", "grpc", "OTLP protocol: grpc or http")
-	fl.BoolVar(&f.tracing.Insecure, "otlp-insecure", false, "send OTLP without TLS")
-	fl.Float64Var(&f.tracing.SampleRatio, "trace-sample-ratio", 0.01, "share of new traces recorded (requests with a sampled trace context are always recorded)")
-	fl.StringVar(&f.opts.ControllerName, "controller-name", translate.DefaultControllerName, "GatewayClass controllerName to serve")
-	fl.BoolVar(&f.opts.AllowExternalNameServices, "allow-external-name-services", false, "let routes use ExternalName Services")
+	addServeFlags(fl, &f)
 	return cmd
 }
 
@@ -140,7 +129,7 @@ func runGateway(ctx context.Context, f runFlags, stdout io.Writer, log *slog.Log
 		tel.Metrics.Applied(err, p.ChangedAt())
 		if err != nil {
 			log.Error("config rejected by the data plane; the previous config keeps serving", "error", err)
-			markNotProgrammed(status, err)
+			status.MarkNotProgrammed(err)
 			state.failed(status, "apply", err)
 			return
 		}
@@ -250,6 +239,24 @@ func startTelemetry(ctx context.Context, f runFlags, stdout io.Writer, log *slog
 	return tel, stop, nil
 }
 
+// addServeFlags registers the flags "run" and "controller" share: logging, the admin
+// API, the data plane and telemetry.
+func addServeFlags(fl *pflag.FlagSet, f *runFlags) {
+	fl.StringVar(&f.adminAddress, "admin-address", "127.0.0.1:19000", "address of the admin API (/healthz /readyz /config /status)")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fl.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long a shutdown waits for in-flight requests")
+	fl.BoolVar(&f.netHTTP1, "net-http1", false, "serve plain-text HTTP/1.x with Go's net/http server instead of Portico's lean loop (slower; an escape hatch)")
+	fl.StringVar(&f.accessLog, "access-log", "stdout", "where the access log goes: stdout, off, or a file (reopened on SIGHUP, for rotation)")
+	fl.StringVar(&f.accessLogFmt, "access-log-format", "json", "access log format: json or text")
+	fl.StringVar(&f.tracing.Endpoint, "otlp-endpoint", "", "OTLP trace receiver: host:port for gRPC, a URL for HTTP (empty: no tracing; trace context is passed through)")
+	fl.StringVar(&f.tracing.Protocol, "otlp-protocol", "grpc", "OTLP protocol: grpc or http")
+	fl.BoolVar(&f.tracing.Insecure, "otlp-insecure", false, "send OTLP without TLS")
+	fl.Float64Var(&f.tracing.SampleRatio, "trace-sample-ratio", 0.01, "share of new traces recorded (requests with a sampled trace context are always recorded)")
+	fl.StringVar(&f.opts.ControllerName, "controller-name", translate.DefaultControllerName, "GatewayClass controllerName to serve")
+	fl.BoolVar(&f.opts.AllowExternalNameServices, "allow-external-name-services", false, "let routes use ExternalName Services")
+}
+
 // announce prints where the Gateways listen, so the user knows what to curl.
 func announce(w io.Writer, cfg *ir.Config, defaultAddress, adminAddress string) {
 	for _, g := range cfg.Gateways {
@@ -272,21 +279,6 @@ func announce(w io.Writer, cfg *ir.Config, defaultAddress, adminAddress string) 
 		}
 	}
 	fmt.Fprintf(w, "Admin API: http://%s/status\n", adminAddress)
-}
-
-// markNotProgrammed reports a config the data plane refused on every Gateway.
-func markNotProgrammed(st *translate.Status, err error) {
-	for i := range st.Gateways {
-		g := &st.Gateways[i]
-		for j := range g.Status.Conditions {
-			c := &g.Status.Conditions[j]
-			if c.Type == "Programmed" {
-				c.Status = metav1.ConditionFalse
-				c.Reason = "Invalid"
-				c.Message = "the data plane rejected this config, so the previous one is still served: " + err.Error()
-			}
-		}
-	}
 }
 
 // startEchoBackends serves an echo backend on every loopback endpoint of the config's

@@ -34,7 +34,7 @@ func (t *translator) translateGateways() {
 			continue
 		}
 		g := &gatewayState{obj: gw}
-		g.validateAddresses()
+		g.validateAddresses(t.opts.AddressPool)
 		if infra := gw.Spec.Infrastructure; infra != nil && infra.ParametersRef != nil {
 			ref := infra.ParametersRef
 			g.rejected.add(string(gwv1.GatewayReasonInvalidParameters),
@@ -121,7 +121,7 @@ func normalizeAddress(a string) string {
 
 // validateAddresses accepts IP addresses (type IPAddress, the default) and hostnames.
 // An address without a value asks for one to be assigned, which the provider does.
-func (g *gatewayState) validateAddresses() {
+func (g *gatewayState) validateAddresses(pool netip.Prefix) {
 	for _, a := range g.obj.Spec.Addresses {
 		typ := gwv1.IPAddressType
 		if a.Type != nil {
@@ -132,8 +132,14 @@ func (g *gatewayState) validateAddresses() {
 			if a.Value == "" {
 				continue
 			}
-			if _, err := netip.ParseAddr(a.Value); err != nil {
+			ip, err := netip.ParseAddr(a.Value)
+			if err != nil {
 				g.unusable.add(string(gwv1.GatewayReasonAddressNotUsable), "address %q is not a valid IP address", a.Value)
+				continue
+			}
+			if pool.IsValid() && !pool.Contains(ip.Unmap()) {
+				g.unusable.add(string(gwv1.GatewayReasonAddressNotUsable),
+					"address %s is outside the gateway address pool %s: ask for an address in the pool, or none to be given one", a.Value, pool)
 				continue
 			}
 			g.addresses = append(g.addresses, gwv1.GatewayStatusAddress{Type: &typ, Value: a.Value})

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
@@ -44,4 +45,19 @@ type PolicyStatus struct {
 	Namespace string            `json:"namespace"`
 	Name      string            `json:"name"`
 	Status    gwv1.PolicyStatus `json:"status"`
+}
+
+// MarkNotProgrammed turns every Gateway's Programmed condition false with err as the
+// reason, for a config the data plane refused (the previous one keeps serving).
+func (s *Status) MarkNotProgrammed(err error) {
+	for i := range s.Gateways {
+		conds := s.Gateways[i].Status.Conditions
+		for j := range conds {
+			if conds[j].Type == string(gwv1.GatewayConditionProgrammed) {
+				conds[j].Status = metav1.ConditionFalse
+				conds[j].Reason = string(gwv1.GatewayReasonInvalid)
+				conds[j].Message = "the data plane rejected this config, so the previous one is still served: " + err.Error()
+			}
+		}
+	}
 }

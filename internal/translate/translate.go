@@ -6,6 +6,7 @@ package translate
 
 import (
 	"cmp"
+	"net/netip"
 	"slices"
 
 	"github.com/portico-gw/portico/internal/ir"
@@ -23,6 +24,9 @@ type Options struct {
 	// as the Gateway API recommends: such a Service can point at any DNS name, including
 	// Services in namespaces no ReferenceGrant opened (CVE-2021-25740).
 	AllowExternalNameServices bool
+	// AddressPool, when valid, is where Gateway IP addresses must come from (the
+	// controller's --gateway-addresses): a spec.addresses IP outside it is not usable.
+	AddressPool netip.Prefix
 }
 
 // Translate computes the IR and status for snap with default options.
