@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 )
 
 const cacheGateway = `apiVersion: gateway.networking.k8s.io/v1
@@ -78,4 +79,36 @@ func TestCacheMatchesLoadPath(t *testing.T) {
 	check("a file removed", 0)
 	write("dup.yaml", cacheRoute("b", "/dup"))
 	check("an object defined twice", 1)
+	if err := os.Remove(filepath.Join(dir, "dup.yaml")); err != nil {
+		t.Fatal(err)
+	}
+
+	// Recently changed files are read every time (their timestamps could hide a change
+	// made within the same clock tick)...
+	check("recent files", 0)
+	if c.Read != 2 {
+		t.Fatalf("%d recent files read, want both", c.Read)
+	}
+	// ...and files changed long enough ago (here: any time before the stat) are not
+	// read again while their inode, size and times stay the same.
+	defer func(w time.Duration) { racyWindow = w }(racyWindow)
+	racyWindow = -time.Hour
+	check("old files, first stat", 0)
+	check("old and unchanged", 0)
+	if c.Read != 0 {
+		t.Fatalf("%d unchanged old files were read again", c.Read)
+	}
+	// A change that keeps the modification time still changes the change time.
+	mtime := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(filepath.Join(dir, "b.yaml"), mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+	check("b's modification time set back", 0)
+	// (Later than the coarse clock's tick, which the racy window covers outside tests.)
+	time.Sleep(50 * time.Millisecond)
+	write("b.yaml", cacheRoute("x", "/b")) // the same size
+	if err := os.Chtimes(filepath.Join(dir, "b.yaml"), mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+	check("b changed under its old modification time", 1)
 }
