@@ -158,4 +158,32 @@ func TestLeaderElection(t *testing.T) {
 		}
 		return nil
 	})
+
+	// The Lease is lost without the process stopping (here another holder takes it, as
+	// after an API server outage longer than the renew deadline): status writing stops,
+	// traffic goes on, and the replica stands again and wins once the Lease expires.
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "elect", Name: "portico-test"}, &lease); err != nil {
+		t.Fatal(err)
+	}
+	intruder := "intruder"
+	lease.Spec.HolderIdentity = &intruder
+	lease.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+	if err := c.Update(ctx, &lease); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "the replica notices it lost the Lease", func() error {
+		if b.Leading() {
+			return fmt.Errorf("still leading")
+		}
+		return nil
+	})
+	if err := wantBody(url("127.0.24.1", 8080, "/"), 200, "elect")(); err != nil {
+		t.Fatalf("traffic stopped with the Lease: %v", err)
+	}
+	eventually(t, 20*time.Second, "the replica leads again once the intruder's Lease expires", func() error {
+		if !b.Leading() {
+			return fmt.Errorf("not leading")
+		}
+		return nil
+	})
 }

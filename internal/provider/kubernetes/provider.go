@@ -4,7 +4,7 @@
 // writes status back.
 //
 // Every replica serves traffic from what it watches; only the leader (a Lease) writes
-// status. Events are batched: a burst of changes (1,000 routes applied at once) causes a
+// status, and losing the Lease stops only that (see elector). Events are batched: a burst of changes (1,000 routes applied at once) causes a
 // few translations, not one per event. A change of EndpointSlices alone skips
 // translation: only the endpoints of the Services concerned are recomputed.
 package kubernetes
@@ -70,12 +70,13 @@ type Options struct {
 
 // Provider watches the API server and drives the pipeline.
 type Provider struct {
-	opts   Options
-	mgr    manager.Manager
-	dp     Applier
-	log    *slog.Logger
-	addrs  *addressPool
-	status *statusWriter
+	opts    Options
+	mgr     manager.Manager
+	dp      Applier
+	log     *slog.Logger
+	addrs   *addressPool
+	status  *statusWriter
+	elector *elector
 
 	wake chan struct{}
 	mu   sync.Mutex
@@ -136,26 +137,25 @@ func New(cfg *rest.Config, dp Applier, o Options) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	mo := manager.Options{
-		Scheme:                        scheme,
-		Logger:                        logr.FromSlogHandler(o.Log.Handler()),
-		Metrics:                       metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress:        "0",
-		LeaderElection:                o.LeaderElection,
-		LeaderElectionID:              o.LeaseName,
-		LeaderElectionNamespace:       o.LeaseNamespace,
-		LeaderElectionReleaseOnCancel: true,
+	if o.LeaseDuration <= 0 {
+		o.LeaseDuration = 15 * time.Second
 	}
-	if o.LeaseDuration > 0 {
-		mo.LeaseDuration = &o.LeaseDuration
+	if o.RenewDeadline <= 0 {
+		o.RenewDeadline = 10 * time.Second
 	}
-	if o.RenewDeadline > 0 {
-		mo.RenewDeadline = &o.RenewDeadline
+	if o.RetryPeriod <= 0 {
+		o.RetryPeriod = 2 * time.Second
 	}
-	if o.RetryPeriod > 0 {
-		mo.RetryPeriod = &o.RetryPeriod
+	if o.LeaderElection && o.LeaseNamespace == "" {
+		return nil, errors.New("leader election needs the Lease's namespace")
 	}
-	mgr, err := ctrl.NewManager(cfg, mo)
+	// The manager's own leader election is off: see elector.
+	mgr, err := ctrl.NewManager(cfg, manager.Options{
+		Scheme:                 scheme,
+		Logger:                 logr.FromSlogHandler(o.Log.Handler()),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
 	if err != nil {
 		return nil, fmt.Errorf("controller manager: %w", err)
 	}
@@ -173,7 +173,8 @@ func New(cfg *rest.Config, dp Applier, o Options) (*Provider, error) {
 	if err := mgr.Add(&pipeline{p}); err != nil {
 		return nil, err
 	}
-	if err := mgr.Add(p.status); err != nil {
+	p.elector = newElector(p, cfg)
+	if err := mgr.Add(p.elector); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -184,8 +185,16 @@ func (p *Provider) Run(ctx context.Context) error {
 	return p.mgr.Start(ctx)
 }
 
-// Elected is closed once this replica leads (at once without leader election).
-func (p *Provider) Elected() <-chan struct{} { return p.mgr.Elected() }
+// Elected is closed once this replica has been elected (at once without leader
+// election); Leading says whether it leads now.
+func (p *Provider) Elected() <-chan struct{} { return p.elector.elected }
+
+// Leading reports whether this replica holds the Lease (and writes status) now.
+func (p *Provider) Leading() bool {
+	p.elector.mu.Lock()
+	defer p.elector.mu.Unlock()
+	return p.elector.leading
+}
 
 // Translations counts full translations; EndpointRefreshes counts EndpointSlice-only
 // updates that skipped translation.

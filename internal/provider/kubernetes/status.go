@@ -33,7 +33,8 @@ type statusWriter struct {
 	log            *slog.Logger
 
 	mu     sync.Mutex
-	latest *published
+	latest *published // not written yet
+	last   *published // the newest published, written or not
 	wake   chan struct{}
 
 	writes atomic.Int64
@@ -54,6 +55,7 @@ func newStatusWriter(c client.Client, r client.Reader, controllerName string, lo
 func (w *statusWriter) publish(snap *resource.Snapshot, st *translate.Status) {
 	w.mu.Lock()
 	w.latest = &published{snap: snap, st: st}
+	w.last = w.latest
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
@@ -61,11 +63,14 @@ func (w *statusWriter) publish(snap *resource.Snapshot, st *translate.Status) {
 	}
 }
 
-// NeedLeaderElection: only the leader writes status.
-func (w *statusWriter) NeedLeaderElection() bool { return true }
-
-func (w *statusWriter) Start(ctx context.Context) error {
-	w.log.Info("writing status: this replica leads")
+// lead writes the latest published status, and every one published after, until ctx
+// ends (the replica stops leading or stops).
+func (w *statusWriter) lead(ctx context.Context) {
+	w.mu.Lock()
+	if w.last != nil && w.latest == nil {
+		w.latest = w.last // a new term: write what is current, even if written before
+	}
+	w.mu.Unlock()
 	for {
 		w.mu.Lock()
 		p := w.latest
@@ -76,7 +81,7 @@ func (w *statusWriter) Start(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-w.wake:
 		}
 	}
