@@ -4,12 +4,41 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strings"
 )
 
-// dnsLabels is a lower-case RFC 1123 DNS name, optionally behind a "*." wildcard label.
-var dnsLabels = regexp.MustCompile(`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+// isDNSName reports whether h is a lower-case RFC 1123 DNS name, optionally behind a
+// "*." wildcard label (what the regular expression in hostname_test.go says, without
+// its cost: every route's hostnames are checked at every translation).
+func isDNSName(h string) bool {
+	h = strings.TrimPrefix(h, "*.")
+	for {
+		label, rest, more := strings.Cut(h, ".")
+		if !isDNSLabel(label) {
+			return false
+		}
+		if !more {
+			return true
+		}
+		h = rest
+	}
+}
+
+// isDNSLabel: lower-case letters, digits and inner hyphens.
+func isDNSLabel(l string) bool {
+	if l == "" {
+		return false
+	}
+	for i := 0; i < len(l); i++ {
+		switch c := l[i]; {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case c == '-' && i > 0 && i < len(l)-1:
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // validateHostname applies the API's rules for listener and route hostnames.
 func validateHostname(h string) error {
@@ -22,7 +51,7 @@ func validateHostname(h string) error {
 	if _, err := netip.ParseAddr(h); err == nil {
 		return fmt.Errorf("%q is an IP address; use a DNS name", h)
 	}
-	if !dnsLabels.MatchString(h) {
+	if !isDNSName(h) {
 		return fmt.Errorf("%q is not a lower-case DNS name (a leading \"*.\" wildcard label is allowed)", h)
 	}
 	return nil
