@@ -38,9 +38,11 @@ type cpGateway struct {
 // startRun builds cmd/portico and runs it on a config folder with one Gateway on port and
 // two Backends ("a" and "b") in front of the lab's backend.
 func (l *lab) startRun(port, admin int) (*cpGateway, error) {
-	bin := filepath.Join(l.dir, "portico-run")
-	if err := buildPortico(bin); err != nil {
-		return nil, err
+	bin := filepath.Join(l.dir, "portico-run") // built when the lab started
+	if _, err := os.Stat(bin); err != nil {
+		if err := buildPortico(bin); err != nil {
+			return nil, err
+		}
 	}
 	cfg := filepath.Join(l.dir, "config")
 	if err := os.MkdirAll(filepath.Join(cfg, "routes"), 0o755); err != nil {

@@ -90,9 +90,11 @@ func run(o options) error {
 	defer l.stopAll()
 	stopOnSignal(l)
 
-	log.Printf("building bench/backend and bench/portico")
+	// Every binary is built now, so that a run measures the tree as it was when it
+	// started, whatever is edited meanwhile.
+	log.Printf("building bench/backend, bench/portico and cmd/portico")
 	l.backend, l.portico = filepath.Join(dir, "backend"), filepath.Join(dir, "portico")
-	for bin, pkg := range map[string]string{l.backend: "./bench/backend", l.portico: "./bench/portico"} {
+	for bin, pkg := range map[string]string{l.backend: "./bench/backend", l.portico: "./bench/portico", filepath.Join(dir, "portico-run"): "./cmd/portico"} {
 		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
 			return fmt.Errorf("go build %s: %v: %s", pkg, err, out)
 		}
@@ -122,7 +124,13 @@ func run(o options) error {
 		return err
 	}
 	rep := &report{when: time.Now().UTC(), o: o}
-	for _, sc := range strings.Split(o.scenarios, ",") {
+	for i, sc := range strings.Split(o.scenarios, ",") {
+		if i > 0 {
+			// What is measured so far is kept, should a later scenario fail.
+			if err := rep.write(o.out); err != nil {
+				return err
+			}
+		}
 		var res *result
 		switch strings.TrimSpace(sc) {
 		case "h1":
@@ -231,16 +239,27 @@ func run(o options) error {
 		res.order = names(targets)
 		rep.results = append(rep.results, res)
 	}
-	if len(rep.results) == 0 && len(rep.idle) == 0 && rep.cp == nil && rep.scale == nil && rep.fixed == nil {
+	if rep.empty() {
 		return nil // only a profile was asked for
 	}
-	md := rep.markdown()
-	if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {
+	if err := rep.write(o.out); err != nil {
 		return err
 	}
-	fmt.Print(md)
+	fmt.Print(rep.markdown())
 	log.Printf("wrote %s", o.out)
 	return nil
+}
+
+func (r *report) empty() bool {
+	return len(r.results) == 0 && len(r.idle) == 0 && r.cp == nil && r.scale == nil && r.fixed == nil
+}
+
+// write saves the report so far (nothing when there is nothing to report).
+func (r *report) write(path string) error {
+	if r.empty() {
+		return nil
+	}
+	return os.WriteFile(path, []byte(r.markdown()), 0o644)
 }
 
 // startProxies starts every proxy on consecutive ports from port and waits for them.

@@ -134,6 +134,7 @@ func runController(ctx context.Context, f controllerFlags, log *slog.Logger) err
 		Log:            log,
 		OnApplied:      func(c *ir.Config, st *translate.Status) { state.applied(c, st) },
 		OnFailed:       func(st *translate.Status, stage string, err error) { state.failed(st, stage, err) },
+		OnEndpoints:    state.endpoints,
 	})
 	if err != nil {
 		_ = adminSrv.Close()

@@ -343,6 +343,13 @@ func (s *runState) failed(status *translate.Status, stage string, err error) {
 	s.errors = []admin.Error{{Time: time.Now(), Stage: stage, Message: err.Error()}}
 }
 
+// endpoints records a config whose only change is endpoints (status unchanged).
+func (s *runState) endpoints(cfg *ir.Config) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg = cfg
+}
+
 func (s *runState) Ready() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

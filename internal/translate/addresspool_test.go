@@ -44,3 +44,41 @@ func TestAddressOutsidePoolIsNotUsable(t *testing.T) {
 		t.Errorf("gateways in the config: %+v, want only infra/inside", cfg.Gateways)
 	}
 }
+
+func TestAddressProblemsAndUnacceptedClass(t *testing.T) {
+	snap := resource.NewSnapshot()
+	_, _ = snap.Add(&gwv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "portico"}, Spec: gwv1.GatewayClassSpec{ControllerName: DefaultControllerName}})
+	_, _ = snap.Add(&gwv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "broken"}, Spec: gwv1.GatewayClassSpec{
+		ControllerName: DefaultControllerName,
+		ParametersRef:  &gwv1.ParametersReference{Group: "example.com", Kind: "Params", Name: "p"},
+	}})
+	for name, class := range map[string]string{"poolless": "portico", "orphan": "broken"} {
+		_, _ = snap.Add(&gwv1.Gateway{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "infra", Generation: 3},
+			Spec: gwv1.GatewaySpec{GatewayClassName: gwv1.ObjectName(class),
+				Listeners: []gwv1.Listener{{Name: "http", Port: 80, Protocol: gwv1.HTTPProtocolType}}},
+		})
+	}
+	cfg, st := TranslateWith(snap, Options{AddressProblems: map[string]AddressProblem{
+		"infra/poolless": {Reason: "AddressNotAssigned", Message: "no free address left in the pool"},
+	}})
+	if len(cfg.Gateways) != 0 {
+		t.Fatalf("gateways in the config: %+v, want none", cfg.Gateways)
+	}
+	conds := map[string]map[string]metav1.Condition{}
+	for _, g := range st.Gateways {
+		conds[g.Name] = map[string]metav1.Condition{}
+		for _, c := range g.Status.Conditions {
+			conds[g.Name][c.Type] = c
+		}
+	}
+	if c := conds["poolless"]["Programmed"]; c.Status != metav1.ConditionFalse || c.Reason != "AddressNotAssigned" || !strings.Contains(c.Message, "no free address") {
+		t.Errorf("poolless: Programmed %s/%s %q", c.Status, c.Reason, c.Message)
+	}
+	if c := conds["orphan"]["Accepted"]; c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "GatewayClass broken is not accepted") || c.ObservedGeneration != 3 {
+		t.Errorf("orphan: Accepted %s/%s %q (generation %d)", c.Status, c.Reason, c.Message, c.ObservedGeneration)
+	}
+	if c := conds["orphan"]["Programmed"]; c.Status != metav1.ConditionFalse {
+		t.Errorf("orphan: Programmed %s, want False", c.Status)
+	}
+}

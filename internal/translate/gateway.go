@@ -30,11 +30,17 @@ type gatewayState struct {
 func (t *translator) translateGateways() {
 	for _, gw := range resource.Sorted(t.snap.Gateways) {
 		class, ok := t.classes[string(gw.Spec.GatewayClassName)]
-		if !ok || !class.accepted {
+		if !ok {
 			continue
 		}
 		g := &gatewayState{obj: gw}
-		g.validateAddresses(t.opts.AddressPool)
+		if !class.accepted {
+			// Still ours to report: a Gateway must not keep saying Programmed while
+			// nothing of it is served.
+			g.rejected.add(string(gwv1.GatewayReasonInvalidParameters),
+				"GatewayClass %s is not accepted (see its status), so none of its Gateways is served", gw.Spec.GatewayClassName)
+		}
+		g.validateAddresses(t.opts)
 		if infra := gw.Spec.Infrastructure; infra != nil && infra.ParametersRef != nil {
 			ref := infra.ParametersRef
 			g.rejected.add(string(gwv1.GatewayReasonInvalidParameters),
@@ -121,7 +127,11 @@ func normalizeAddress(a string) string {
 
 // validateAddresses accepts IP addresses (type IPAddress, the default) and hostnames.
 // An address without a value asks for one to be assigned, which the provider does.
-func (g *gatewayState) validateAddresses(pool netip.Prefix) {
+func (g *gatewayState) validateAddresses(opts Options) {
+	pool := opts.AddressPool
+	if p, ok := opts.AddressProblems[resource.KeyOf(g.obj).String()]; ok {
+		g.unusable.add(p.Reason, "%s", p.Message)
+	}
 	for _, a := range g.obj.Spec.Addresses {
 		typ := gwv1.IPAddressType
 		if a.Type != nil {
@@ -301,7 +311,7 @@ func (g *gatewayState) status() gwv1.GatewayStatus {
 	case !g.rejected.ok():
 		programmed = condition(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonInvalid), gen, "Gateway is not accepted: "+g.rejected.message())
 	case !g.unusable.ok():
-		programmed = condition(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonAddressNotUsable), gen, g.unusable.message())
+		programmed = condition(string(gwv1.GatewayConditionProgrammed), false, g.unusable.reason, gen, g.unusable.message())
 	case len(g.listeners) > 0 && valid == 0:
 		programmed = condition(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonInvalid), gen, "no listener can be programmed")
 	default:

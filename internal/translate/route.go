@@ -80,7 +80,7 @@ func (t *translator) attach(r routeInfo) []*parentResult {
 		}
 		// Status echoes the parentRef with its defaults filled in, so readers (and the
 		// conformance suite) need not know the defaults.
-		shown := ref
+		shown := *ref.DeepCopy() // its pointers must not lead into the route's spec
 		shown.Group, shown.Kind, shown.Namespace = ptrTo(gwv1.Group(group)), ptrTo(gwv1.Kind(kind)), ptrTo(gwv1.Namespace(ns))
 		if slices.ContainsFunc(results, func(p *parentResult) bool { return parentRefEqual(p.status.ParentRef, shown) }) {
 			continue

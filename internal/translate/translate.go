@@ -27,6 +27,15 @@ type Options struct {
 	// AddressPool, when valid, is where Gateway IP addresses must come from (the
 	// controller's --gateway-addresses): a spec.addresses IP outside it is not usable.
 	AddressPool netip.Prefix
+	// AddressProblems are Gateways ("namespace/name") the provider could not give a
+	// usable address, and why (reason AddressNotAssigned or AddressNotUsable): they
+	// are not programmed, and their Programmed condition says so.
+	AddressProblems map[string]AddressProblem
+}
+
+// AddressProblem is why a Gateway has no usable address.
+type AddressProblem struct {
+	Reason, Message string
 }
 
 // Translate computes the IR and status for snap with default options.

@@ -131,6 +131,10 @@ func (e *Env) startEtcd(ctx context.Context, bin string, logf func(string, ...an
 			return err
 		}
 		err = waitHTTP(ctx, p, e.etcdURL+"/health", "", 30*time.Second)
+		if err == nil && !stillRunning(p) {
+			// Something else answered on the port we picked, and ours could not bind it.
+			err = errors.New("another process answers on its port")
+		}
 		if err == nil {
 			e.procs = append(e.procs, p)
 			logf("etcd ready at %s", e.etcdURL)
@@ -178,6 +182,9 @@ func (e *Env) startAPIServer(ctx context.Context, bin string, logf func(string, 
 			return err
 		}
 		err = waitHTTP(ctx, p, e.APIServerURL+"/readyz", e.Token, 90*time.Second)
+		if err == nil && !stillRunning(p) {
+			err = errors.New("another process answers on its port")
+		}
 		if err == nil {
 			e.procs = append(e.procs, p)
 			e.Config = &rest.Config{
@@ -225,6 +232,13 @@ func waitHTTP(ctx context.Context, p *process, url, token string, limit time.Dur
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// stillRunning reports whether p is still up a moment after it answered: a process that
+// lost its port to another exits at once, while the other answers for it.
+func stillRunning(p *process) bool {
+	time.Sleep(200 * time.Millisecond)
+	return !p.exited()
 }
 
 // freePort returns a loopback TCP port that was free a moment ago (0 if none).

@@ -3,15 +3,19 @@ package kube
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,19 +33,38 @@ type NetNS struct {
 	once   sync.Once
 }
 
-var netnsSeq atomic.Uint32
+var (
+	netnsSeq   atomic.Uint32
+	netnsMu    sync.Mutex // one creation at a time in this process (the /30 check)
+	sweepOnce  sync.Once
+	netnsNamed = regexp.MustCompile(`^portico-(\d+)-[0-9a-f]+$`)
+)
 
-// NewNetNS creates a namespace and its veth pair. Close removes both.
+// NewNetNS creates a namespace and its veth pair. Close removes both. Namespaces are
+// named after the test process ("portico-PID-TAG"); the first call removes those of
+// processes that died without cleaning up (a test binary killed by its timeout).
 func NewNetNS() (*NetNS, error) {
+	sweepOnce.Do(sweepNetNS)
+	netnsMu.Lock()
+	defer netnsMu.Unlock()
 	id := make([]byte, 3)
 	_, _ = rand.Read(id)
 	tag := hex.EncodeToString(id)
-	// A /30 per namespace: a random one of 16,384, and a sequence number, so that
-	// concurrent test processes rarely meet (a collision fails loudly at "ip addr add").
-	n := (uint32(id[0])<<8|uint32(id[1]))%16384 + netnsSeq.Add(1)
-	n %= 16384
-	base := netip.AddrFrom4([4]byte{10, 250, byte(n >> 6), byte(n&63) << 2})
-	ns := &NetNS{Name: "portico-" + tag, HostIP: base.Next(), IP: base.Next().Next(), host: "pth" + tag}
+	// A /30 per namespace, one not on this host already (Linux would accept the same
+	// address on two links and route by whichever came first).
+	var base netip.Addr
+	for try := 0; ; try++ {
+		n := ((uint32(id[0])<<8|uint32(id[1]))%16384 + netnsSeq.Add(1)) % 16384
+		base = netip.AddrFrom4([4]byte{10, 250, byte(n >> 6), byte(n&63) << 2})
+		out, err := exec.Command("ip", "-4", "addr", "show", "to", base.String()+"/30").Output()
+		if err == nil && len(strings.TrimSpace(string(out))) == 0 {
+			break
+		}
+		if try == 50 {
+			return nil, errors.New("no free /30 in 10.250.0.0/16 for a network namespace")
+		}
+	}
+	ns := &NetNS{Name: fmt.Sprintf("portico-%d-%s", os.Getpid(), tag), HostIP: base.Next(), IP: base.Next().Next(), host: "pth" + tag}
 	peer := "ptp" + tag
 	steps := [][]string{
 		{"netns", "add", ns.Name},
@@ -107,6 +130,30 @@ func (n *NetNS) do(fn func() error) error {
 		errc <- ferr
 	}()
 	return <-errc
+}
+
+// sweepNetNS removes the namespaces (and so their veth pairs) of test processes that
+// no longer exist.
+func sweepNetNS() {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		m := netnsNamed.FindStringSubmatch(f[0])
+		if m == nil {
+			continue
+		}
+		pid, _ := strconv.Atoi(m[1])
+		if pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		_ = exec.Command("ip", "netns", "del", f[0]).Run()
+	}
 }
 
 // Close removes the namespace (which removes the veth pair with it).

@@ -30,7 +30,10 @@ func startProcess(dir, name string, env []string, bin string, args ...string) (*
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), env...)
 	// Its own process group, so that stop reaches its children too; and killed by the
-	// kernel if the test binary dies without stopping it.
+	// kernel if the test binary dies without stopping it. (The kernel ties that signal
+	// to the thread that started the process, not the whole test binary: a thread that
+	// ends takes its children with it. Go ends threads only for goroutines that exit
+	// locked to one, which NetNS does only if it cannot leave a namespace.)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		f.Close()

@@ -18,60 +18,105 @@ func addrSnapshot(gws ...*gwv1.Gateway) *resource.Snapshot {
 	return s
 }
 
-func specAddress(s *resource.Snapshot, ns, name string) string {
-	g := s.Gateways[resource.Key{Namespace: ns, Name: name}]
-	if len(g.Spec.Addresses) == 0 {
-		return ""
+// ipOf is the IP address assign put in a Gateway's spec ("" for none).
+func ipOf(s *resource.Snapshot, name string) string {
+	g := s.Gateways[resource.Key{Namespace: "ns", Name: name}]
+	for _, a := range g.Spec.Addresses {
+		if a.Type == nil || *a.Type == gwv1.IPAddressType {
+			return a.Value
+		}
 	}
-	return g.Spec.Addresses[0].Value
+	return ""
 }
 
-func TestAddressPool(t *testing.T) {
-	p := newAddressPool(pool("127.0.10.0/30")) // room for .1, .2, .3
-	a, b := gateway("ns", "a", "ours", 80), gateway("ns", "b", "ours", 80)
-	other := gateway("ns", "other", "theirs", 80)
-	named := gateway("ns", "named", "ours", 80)
-	named.Spec.Addresses = []gwv1.GatewaySpecAddress{{Value: "127.0.10.1"}}
+func withStatus(g *gwv1.Gateway, ip string) *gwv1.Gateway {
+	g.Status.Addresses = []gwv1.GatewayStatusAddress{{Value: ip}}
+	return g
+}
 
+func withSpec(g *gwv1.Gateway, addrs ...gwv1.GatewaySpecAddress) *gwv1.Gateway {
+	g.Spec.Addresses = addrs
+	return g
+}
+
+func gw(name string) *gwv1.Gateway { return gateway("ns", name, "ours", 80) }
+
+func TestAddressPool(t *testing.T) {
+	const ctl = "portico.dev/x"
+	p := newAddressPool(pool("127.0.10.0/29")) // .1 to .6 (.0 and .7 are skipped)
+	a, b := gw("a"), gw("b")
+	other := gateway("ns", "other", "theirs", 80)
 	s := addrSnapshot(a, b, other)
-	p.assign(s, "portico.dev/x")
-	if got := specAddress(s, "ns", "a"); got != "127.0.10.1" {
-		t.Errorf("a got %q, want the pool's first address", got)
+	if problems := p.assign(s, ctl); len(problems) != 0 {
+		t.Fatalf("problems: %v", problems)
 	}
-	if got := specAddress(s, "ns", "b"); got != "127.0.10.2" {
-		t.Errorf("b got %q", got)
-	}
-	if got := specAddress(s, "ns", "other"); got != "" {
-		t.Errorf("another controller's Gateway got %q", got)
+	if ipOf(s, "a") != "127.0.10.1" || ipOf(s, "b") != "127.0.10.2" || ipOf(s, "other") != "" {
+		t.Fatalf("a=%q b=%q other=%q", ipOf(s, "a"), ipOf(s, "b"), ipOf(s, "other"))
 	}
 	if len(a.Spec.Addresses) != 0 {
 		t.Error("the cached Gateway was modified; only a copy may be")
 	}
 
-	// a goes away: b keeps its address. A Gateway naming a's old address gets it.
+	// a goes away: b keeps its address, and a Gateway asking for a's old one gets it.
+	named := withSpec(gw("named"), gwv1.GatewaySpecAddress{Value: "127.0.10.1"})
 	s = addrSnapshot(b, named)
-	p.assign(s, "portico.dev/x")
-	if got := specAddress(s, "ns", "b"); got != "127.0.10.2" {
-		t.Errorf("b moved to %q", got)
-	}
-	if got := specAddress(s, "ns", "named"); got != "127.0.10.1" {
-		t.Errorf("named has %q", got)
+	if problems := p.assign(s, ctl); len(problems) != 0 || ipOf(s, "b") != "127.0.10.2" || ipOf(s, "named") != "127.0.10.1" {
+		t.Fatalf("b=%q named=%q problems %v", ipOf(s, "b"), ipOf(s, "named"), problems)
 	}
 
-	// A new pool (a restart) gives a Gateway the address in its status if free, and
-	// says nothing when the pool is exhausted.
-	p = newAddressPool(pool("127.0.10.0/30"))
-	b.Status.Addresses = []gwv1.GatewayStatusAddress{{Value: "127.0.10.3"}}
-	c, d := gateway("ns", "c", "ours", 80), gateway("ns", "d", "ours", 80)
-	s = addrSnapshot(b, c, d, named)
-	p.assign(s, "portico.dev/x")
-	if got := specAddress(s, "ns", "b"); got != "127.0.10.3" {
-		t.Errorf("after a restart b has %q, want its status address", got)
+	// An address a Gateway holds stays with it; a later request for it is refused.
+	thief := withSpec(gw("thief"), gwv1.GatewaySpecAddress{Value: "127.0.10.2"})
+	s = addrSnapshot(b, thief)
+	problems := p.assign(s, ctl)
+	if ipOf(s, "b") != "127.0.10.2" || problems["ns/thief"].Reason != "AddressNotUsable" {
+		t.Fatalf("b=%q thief problem %+v", ipOf(s, "b"), problems["ns/thief"])
 	}
-	if got := specAddress(s, "ns", "c"); got != "127.0.10.2" {
-		t.Errorf("c has %q", got)
-	}
-	if got := specAddress(s, "ns", "d"); got != "" {
-		t.Errorf("d has %q from an exhausted pool", got)
+
+	// A Hostname address stays, and the pool's IP is added next to it.
+	host := withSpec(gw("host"), gwv1.GatewaySpecAddress{Type: ptrTo(gwv1.HostnameAddressType), Value: "gw.example.com"})
+	s = addrSnapshot(host)
+	p.assign(s, ctl)
+	if g := s.Gateways[resource.Key{Namespace: "ns", Name: "host"}]; len(g.Spec.Addresses) != 2 || g.Spec.Addresses[0].Value != "gw.example.com" {
+		t.Fatalf("host's addresses %+v", g.Spec.Addresses)
 	}
 }
+
+// After a restart (a new pool), and on every replica, the address in status wins, even
+// over one this process chose: the leader writes status, so all replicas agree.
+func TestAddressPoolFollowsStatus(t *testing.T) {
+	const ctl = "portico.dev/x"
+	p := newAddressPool(pool("127.0.10.0/29"))
+	// "a" was created while Portico was down and sorts before "b", which had .1.
+	s := addrSnapshot(gw("a"), withStatus(gw("b"), "127.0.10.1"))
+	p.assign(s, ctl)
+	if ipOf(s, "b") != "127.0.10.1" || ipOf(s, "a") != "127.0.10.2" {
+		t.Fatalf("after a restart a=%q b=%q; b must keep .1", ipOf(s, "a"), ipOf(s, "b"))
+	}
+	// A replica that chose differently takes the leader's choice once it is in status.
+	s = addrSnapshot(withStatus(gw("a"), "127.0.10.5"), withStatus(gw("b"), "127.0.10.1"))
+	p.assign(s, ctl)
+	if ipOf(s, "a") != "127.0.10.5" {
+		t.Fatalf("a=%q, want the status address .5", ipOf(s, "a"))
+	}
+}
+
+func TestAddressPoolExhausted(t *testing.T) {
+	p := newAddressPool(pool("127.0.10.0/30")) // .1 and .2
+	s := addrSnapshot(gw("a"), gw("b"), gw("c"))
+	problems := p.assign(s, "portico.dev/x")
+	if ipOf(s, "a") != "127.0.10.1" || ipOf(s, "b") != "127.0.10.2" || ipOf(s, "c") != "" {
+		t.Fatalf("a=%q b=%q c=%q", ipOf(s, "a"), ipOf(s, "b"), ipOf(s, "c"))
+	}
+	if problems["ns/c"].Reason != "AddressNotAssigned" || len(problems) != 1 {
+		t.Fatalf("problems %+v, want c: AddressNotAssigned", problems)
+	}
+	// A /32 pool is one address, and it is usable.
+	p = newAddressPool(pool("127.0.10.9/32"))
+	s = addrSnapshot(gw("a"))
+	p.assign(s, "portico.dev/x")
+	if ipOf(s, "a") != "127.0.10.9" {
+		t.Fatalf("a /32 pool gave %q", ipOf(s, "a"))
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }

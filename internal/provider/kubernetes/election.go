@@ -28,6 +28,10 @@ type elector struct {
 	mu      sync.Mutex
 	elected chan struct{} // closed at the first election
 	leading bool
+
+	// term is held by the status writer for as long as it writes in one term, so that
+	// a new term's writer starts only after the last one has stopped.
+	term sync.Mutex
 }
 
 func newElector(p *Provider, cfg *rest.Config) *elector {
@@ -39,9 +43,15 @@ func newElector(p *Provider, cfg *rest.Config) *elector {
 
 func (e *elector) NeedLeaderElection() bool { return false }
 
-func (e *elector) setLeading(v bool) {
+// setLeading records whether this replica leads. A term's start is recorded only while
+// its context is live: client-go cancels a term before it reports the term's end, so a
+// late start never overrides the end.
+func (e *elector) setLeading(term context.Context, v bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if v && term.Err() != nil {
+		return
+	}
 	e.leading = v
 	if v {
 		select {
@@ -52,11 +62,18 @@ func (e *elector) setLeading(v bool) {
 	}
 }
 
+// lead writes status for one term.
+func (e *elector) lead(term context.Context) {
+	e.term.Lock()
+	defer e.term.Unlock()
+	e.setLeading(term, true)
+	e.p.status.lead(term)
+}
+
 func (e *elector) Start(ctx context.Context) error {
 	o := e.p.opts
 	if !o.LeaderElection {
-		e.setLeading(true)
-		e.p.status.lead(ctx)
+		e.lead(ctx)
 		return nil
 	}
 	cs, err := kubernetes.NewForConfig(e.cfg)
@@ -78,12 +95,11 @@ func (e *elector) Start(ctx context.Context) error {
 			Name:            o.LeaseName,
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(lctx context.Context) {
-					e.setLeading(true)
 					e.p.log.Info("elected: this replica writes status", "lease", o.LeaseNamespace+"/"+o.LeaseName, "identity", e.identity)
-					e.p.status.lead(lctx)
+					e.lead(lctx)
 				},
 				OnStoppedLeading: func() {
-					e.setLeading(false)
+					e.setLeading(ctx, false)
 					if ctx.Err() == nil {
 						e.p.log.Warn("lost the Lease: status writing stops; traffic is still served; standing for election again", "lease", o.LeaseNamespace+"/"+o.LeaseName)
 					}

@@ -221,7 +221,11 @@ func httpRoute(ns, name, gwNS, gw, prefix, svcNS, svc string) *gwv1.HTTPRoute {
 	return &gwv1.HTTPRoute{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: gwv1.HTTPRouteSpec{
-			CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: []gwv1.ParentReference{{Name: gwv1.ObjectName(gw), Namespace: ptr.To(gwv1.Namespace(gwNS))}}},
+			// With a sectionName: status echoes parentRefs, pointers included, and must
+			// never share them with the cached route.
+			CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: []gwv1.ParentReference{{
+				Name: gwv1.ObjectName(gw), Namespace: ptr.To(gwv1.Namespace(gwNS)), SectionName: ptr.To(gwv1.SectionName("http")),
+			}}},
 			Rules: []gwv1.HTTPRouteRule{{
 				Matches:     []gwv1.HTTPRouteMatch{{Path: &gwv1.HTTPPathMatch{Type: &pp, Value: ptr.To(prefix)}}},
 				BackendRefs: []gwv1.HTTPBackendRef{{BackendRef: gwv1.BackendRef{BackendObjectReference: ref}}},

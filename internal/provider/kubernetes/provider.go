@@ -21,13 +21,15 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -66,6 +68,8 @@ type Options struct {
 	// OnApplied and OnFailed report each outcome (for the admin API); optional.
 	OnApplied func(cfg *ir.Config, st *translate.Status)
 	OnFailed  func(st *translate.Status, stage string, err error)
+	// OnEndpoints reports a config whose only change is endpoints (no new status).
+	OnEndpoints func(cfg *ir.Config)
 }
 
 // Provider watches the API server and drives the pipeline.
@@ -86,6 +90,7 @@ type Provider struct {
 	dirtyServices map[resource.Key]bool
 
 	lastCfg *ir.Config // the config last applied (nil before the first)
+	kinds   []kind     // the watched kinds the API server serves
 
 	translations, endpointRefreshes atomic.Int64
 }
@@ -99,17 +104,6 @@ func Scheme() (*runtime.Scheme, error) {
 		}
 	}
 	return s, nil
-}
-
-// watched lists every kind the provider watches, as an empty object of each.
-func watched() []client.Object {
-	return []client.Object{
-		&gwv1.GatewayClass{}, &gwv1.Gateway{},
-		&gwv1.HTTPRoute{}, &gwv1.GRPCRoute{}, &gwv1.TLSRoute{}, &gwv1.TCPRoute{}, &gwv1.UDPRoute{},
-		&gwv1.ReferenceGrant{}, &gwv1.BackendTLSPolicy{},
-		&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Secret{}, &corev1.ConfigMap{}, &corev1.Namespace{},
-		&v1alpha1.Backend{},
-	}
 }
 
 // New sets up the manager (not started yet).
@@ -148,6 +142,10 @@ func New(cfg *rest.Config, dp Applier, o Options) (*Provider, error) {
 	}
 	if o.LeaderElection && o.LeaseNamespace == "" {
 		return nil, errors.New("leader election needs the Lease's namespace")
+	}
+	if o.LeaderElection && (o.LeaseDuration <= o.RenewDeadline || float64(o.RenewDeadline) <= 1.2*float64(o.RetryPeriod)) {
+		return nil, fmt.Errorf("leader election: the lease duration (%s) must exceed the renew deadline (%s), which must exceed 1.2 × the retry period (%s)",
+			o.LeaseDuration, o.RenewDeadline, o.RetryPeriod)
 	}
 	// The manager's own leader election is off: see elector.
 	mgr, err := ctrl.NewManager(cfg, manager.Options{
@@ -212,11 +210,19 @@ func (r *pipeline) NeedLeaderElection() bool { return false }
 func (r *pipeline) Start(ctx context.Context) error {
 	p := r.p
 	c := p.mgr.GetCache()
-	for _, obj := range watched() {
-		inf, err := c.GetInformer(ctx, obj)
+	for _, k := range kinds() {
+		obj := k.obj
+		inf, err := c.GetInformer(ctx, obj, cache.BlockUntilSynced(false))
+		if meta.IsNoMatchError(err) {
+			// An older or partial Gateway API install: serve what exists rather than
+			// stop (and take the data plane down with us).
+			p.log.Warn("the API server does not serve this kind (is its CRD installed?); it is ignored until Portico restarts", "kind", fmt.Sprintf("%T", obj))
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("watching %T: %w", obj, err)
 		}
+		p.kinds = append(p.kinds, k)
 		_, isSlice := obj.(*discoveryv1.EndpointSlice)
 		if _, err := inf.AddEventHandler(p.handler(isSlice)); err != nil {
 			return err
@@ -266,10 +272,7 @@ func (p *Provider) handler(endpointSlices bool) toolscache.ResourceEventHandler 
 			p.needTranslate = true
 		}
 		p.mu.Unlock()
-		select {
-		case p.wake <- struct{}{}:
-		default:
-		}
+		p.poke()
 	}
 	return toolscache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { mark(obj) },
@@ -278,6 +281,10 @@ func (p *Provider) handler(endpointSlices bool) toolscache.ResourceEventHandler 
 				return
 			}
 			mark(obj)
+			if o, ok := old.(*discoveryv1.EndpointSlice); ok && endpointSlices {
+				// A slice moved to another Service: the one it left loses endpoints.
+				mark(o)
+			}
 		},
 		DeleteFunc: mark,
 	}
@@ -292,8 +299,23 @@ func statusOnly(old, obj any) bool {
 	if !ok1 || !ok2 || n.GetGeneration() == 0 {
 		return false // kinds without a generation (Secrets, ConfigMaps, ...) are all spec
 	}
+	if og, ok := o.(*gwv1.Gateway); ok {
+		// The address in a Gateway's status is the leader's choice, which every
+		// replica takes (see addressPool).
+		if ng, ok := n.(*gwv1.Gateway); ok && !equality.Semantic.DeepEqual(og.Status.Addresses, ng.Status.Addresses) {
+			return false
+		}
+	}
 	return o.GetGeneration() == n.GetGeneration() &&
 		maps.Equal(o.GetLabels(), n.GetLabels()) && maps.Equal(o.GetAnnotations(), n.GetAnnotations())
+}
+
+// poke wakes the pipeline (a no-op when it is already due to run).
+func (p *Provider) poke() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
 }
 
 // build runs the pipeline once for what changed.
@@ -307,12 +329,13 @@ func (p *Provider) build(ctx context.Context) {
 	p.needTranslate, p.dirtyServices = false, map[resource.Key]bool{}
 	p.mu.Unlock()
 
-	snap, err := p.snapshot(ctx)
+	snap, err := p.snapshot(ctx, !full)
 	if err != nil {
-		p.log.Error("reading the inputs from the cache failed; the previous config keeps serving", "error", err)
+		p.log.Error("reading the inputs from the cache failed; the previous config keeps serving; retrying", "error", err)
 		p.mu.Lock()
 		p.needTranslate = true
 		p.mu.Unlock()
+		time.AfterFunc(time.Second, p.poke)
 		return
 	}
 	if !full {
@@ -326,13 +349,17 @@ func (p *Provider) build(ctx context.Context) {
 			return
 		}
 		p.lastCfg = cfg
+		if p.opts.OnEndpoints != nil {
+			p.opts.OnEndpoints(cfg)
+		}
 		p.log.Debug("endpoints updated", "services", len(services))
 		return
 	}
 
 	start := time.Now()
-	p.addrs.assign(snap, p.opts.Translate.ControllerName)
-	cfg, st := translate.TranslateWith(snap, p.opts.Translate)
+	topts := p.opts.Translate
+	topts.AddressProblems = p.addrs.assign(snap, topts.ControllerName)
+	cfg, st := translate.TranslateWith(snap, topts)
 	p.translations.Add(1)
 	translated := time.Since(start)
 	if err := p.dp.Apply(cfg); err != nil {

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -69,29 +70,36 @@ func TestGatewayRoutesStatusAndTraffic(t *testing.T) {
 	eventually(t, 20*time.Second, "route status", routeCondition(c, "lc-apps", "web", controller, "Accepted", metav1.ConditionTrue, "Accepted"))
 	eventually(t, 10*time.Second, "traffic to the backend", wantBody(url("127.0.21.1", 8080, "/"), 200, "one"))
 
-	// Another controller's parent entry on the same route survives our writes.
-	var r gwv1.HTTPRoute
-	if err := c.Get(ctx, client.ObjectKey{Namespace: "lc-apps", Name: "web"}, &r); err != nil {
-		t.Fatal(err)
-	}
-	r.Status.Parents = append(r.Status.Parents, gwv1.RouteParentStatus{
-		ParentRef:      gwv1.ParentReference{Name: "elsewhere"},
-		ControllerName: "example.com/other",
-		Conditions:     []metav1.Condition{{Type: "Accepted", Status: metav1.ConditionTrue, Reason: "Accepted", LastTransitionTime: metav1.Now()}},
-	})
-	if err := c.Status().Update(ctx, &r); err != nil {
+	// Another controller's parent entry on the same route survives our writes. (Both
+	// edits retry on conflicts: the controller writes this route's status meanwhile.)
+	key := client.ObjectKey{Namespace: "lc-apps", Name: "web"}
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var r gwv1.HTTPRoute
+		if err := c.Get(ctx, key, &r); err != nil {
+			return err
+		}
+		r.Status.Parents = append(r.Status.Parents, gwv1.RouteParentStatus{
+			ParentRef:      gwv1.ParentReference{Name: "elsewhere", SectionName: ptr.To(gwv1.SectionName("https"))},
+			ControllerName: "example.com/other",
+			Conditions:     []metav1.Condition{{Type: "Accepted", Status: metav1.ConditionTrue, Reason: "Accepted", LastTransitionTime: metav1.Now()}},
+		})
+		return c.Status().Update(ctx, &r)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	// A second rule (a spec change) makes us write the route's status again.
 	r2 := httpRoute("lc-apps", "web", "lc-infra", "public", "/", "lc-apps", "echo")
-	if err := c.Get(ctx, client.ObjectKey{Namespace: "lc-apps", Name: "web"}, &r); err != nil {
-		t.Fatal(err)
-	}
-	r.Spec.Rules = append(r.Spec.Rules, gwv1.HTTPRouteRule{
-		Matches:     []gwv1.HTTPRouteMatch{{Path: &gwv1.HTTPPathMatch{Type: ptr.To(gwv1.PathMatchPathPrefix), Value: ptr.To("/two")}}},
-		BackendRefs: r2.Spec.Rules[0].BackendRefs,
-	})
-	if err := c.Update(ctx, &r); err != nil {
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var r gwv1.HTTPRoute
+		if err := c.Get(ctx, key, &r); err != nil {
+			return err
+		}
+		r.Spec.Rules = append(r.Spec.Rules, gwv1.HTTPRouteRule{
+			Matches:     []gwv1.HTTPRouteMatch{{Path: &gwv1.HTTPPathMatch{Type: ptr.To(gwv1.PathMatchPathPrefix), Value: ptr.To("/two")}}},
+			BackendRefs: r2.Spec.Rules[0].BackendRefs,
+		})
+		return c.Update(ctx, &r)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 20*time.Second, "our entry updated, the other kept", func() error {

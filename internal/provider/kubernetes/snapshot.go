@@ -14,20 +14,48 @@ import (
 	"github.com/portico-gw/portico/internal/resource"
 )
 
-// snapshot reads every watched object from the informers' cache. The objects are the
-// cache's own (no copies): a Snapshot is read-only, and the one object the provider
-// changes (a Gateway given an address) is copied first.
-func (p *Provider) snapshot(ctx context.Context) (*resource.Snapshot, error) {
+// kind is one watched kind: an empty object (for its informer) and a new list of it.
+type kind struct {
+	obj  client.Object
+	list func() client.ObjectList
+	// endpoints marks the kinds an EndpointSlice-only refresh reads.
+	endpoints bool
+}
+
+// kinds lists every kind the provider watches.
+func kinds() []kind {
+	return []kind{
+		{obj: &gwv1.GatewayClass{}, list: func() client.ObjectList { return &gwv1.GatewayClassList{} }},
+		{obj: &gwv1.Gateway{}, list: func() client.ObjectList { return &gwv1.GatewayList{} }},
+		{obj: &gwv1.HTTPRoute{}, list: func() client.ObjectList { return &gwv1.HTTPRouteList{} }},
+		{obj: &gwv1.GRPCRoute{}, list: func() client.ObjectList { return &gwv1.GRPCRouteList{} }},
+		{obj: &gwv1.TLSRoute{}, list: func() client.ObjectList { return &gwv1.TLSRouteList{} }},
+		{obj: &gwv1.TCPRoute{}, list: func() client.ObjectList { return &gwv1.TCPRouteList{} }},
+		{obj: &gwv1.UDPRoute{}, list: func() client.ObjectList { return &gwv1.UDPRouteList{} }},
+		{obj: &gwv1.ReferenceGrant{}, list: func() client.ObjectList { return &gwv1.ReferenceGrantList{} }},
+		{obj: &gwv1.BackendTLSPolicy{}, list: func() client.ObjectList { return &gwv1.BackendTLSPolicyList{} }},
+		{obj: &corev1.Service{}, list: func() client.ObjectList { return &corev1.ServiceList{} }, endpoints: true},
+		{obj: &discoveryv1.EndpointSlice{}, list: func() client.ObjectList { return &discoveryv1.EndpointSliceList{} }, endpoints: true},
+		{obj: &corev1.Secret{}, list: func() client.ObjectList { return &corev1.SecretList{} }},
+		{obj: &corev1.ConfigMap{}, list: func() client.ObjectList { return &corev1.ConfigMapList{} }},
+		{obj: &corev1.Namespace{}, list: func() client.ObjectList { return &corev1.NamespaceList{} }},
+		{obj: &v1alpha1.Backend{}, list: func() client.ObjectList { return &v1alpha1.BackendList{} }},
+	}
+}
+
+// snapshot reads the watched objects from the informers' cache: every kind, or with
+// endpointsOnly the Services and EndpointSlices an endpoint refresh needs. Kinds whose
+// CRD the API server lacks are left out. The objects are shallow copies of the cache's
+// (their maps, slices and pointers are the cache's): a Snapshot is read-only, and the
+// one object the provider changes (a Gateway given an address) is deep-copied first.
+func (p *Provider) snapshot(ctx context.Context, endpointsOnly bool) (*resource.Snapshot, error) {
 	snap := resource.NewSnapshot()
 	c := p.mgr.GetCache()
-	lists := []client.ObjectList{
-		&gwv1.GatewayClassList{}, &gwv1.GatewayList{},
-		&gwv1.HTTPRouteList{}, &gwv1.GRPCRouteList{}, &gwv1.TLSRouteList{}, &gwv1.TCPRouteList{}, &gwv1.UDPRouteList{},
-		&gwv1.ReferenceGrantList{}, &gwv1.BackendTLSPolicyList{},
-		&corev1.ServiceList{}, &discoveryv1.EndpointSliceList{}, &corev1.SecretList{}, &corev1.ConfigMapList{}, &corev1.NamespaceList{},
-		&v1alpha1.BackendList{},
-	}
-	for _, l := range lists {
+	for _, k := range p.kinds {
+		if endpointsOnly && !k.endpoints {
+			continue
+		}
+		l := k.list()
 		if err := c.List(ctx, l, client.UnsafeDisableDeepCopy); err != nil {
 			return nil, fmt.Errorf("listing %T: %w", l, err)
 		}

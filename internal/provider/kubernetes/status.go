@@ -90,9 +90,9 @@ func (w *statusWriter) lead(ctx context.Context) {
 func (w *statusWriter) write(ctx context.Context, p *published) {
 	now := metav1.NewTime(time.Now().Truncate(time.Second))
 	for _, gc := range p.st.GatewayClasses {
-		w.update(ctx, &gwv1.GatewayClass{}, resource.Key{Name: gc.Name}, func(o client.Object) bool {
+		w.update(ctx, func() client.Object { return &gwv1.GatewayClass{} }, resource.Key{Name: gc.Name}, func(o client.Object) bool {
 			obj := o.(*gwv1.GatewayClass)
-			want := gc.Status
+			want := *gc.Status.DeepCopy()
 			want.Conditions = stamp(want.Conditions, obj.Status.Conditions, now)
 			if equality.Semantic.DeepEqual(obj.Status, want) {
 				return false
@@ -102,11 +102,10 @@ func (w *statusWriter) write(ctx context.Context, p *published) {
 		})
 	}
 	for _, g := range p.st.Gateways {
-		w.update(ctx, &gwv1.Gateway{}, resource.Key{Namespace: g.Namespace, Name: g.Name}, func(o client.Object) bool {
+		w.update(ctx, func() client.Object { return &gwv1.Gateway{} }, resource.Key{Namespace: g.Namespace, Name: g.Name}, func(o client.Object) bool {
 			obj := o.(*gwv1.Gateway)
-			want := g.Status
+			want := *g.Status.DeepCopy()
 			want.Conditions = stamp(want.Conditions, obj.Status.Conditions, now)
-			want.Listeners = append([]gwv1.ListenerStatus(nil), want.Listeners...)
 			for i := range want.Listeners {
 				var prev []metav1.Condition
 				for _, l := range obj.Status.Listeners {
@@ -135,7 +134,7 @@ func (w *statusWriter) write(ctx context.Context, p *published) {
 		if !computed && !w.hasOurParent(kr.status) {
 			continue
 		}
-		w.update(ctx, newRoute(kr.kind), kr.key, func(o client.Object) bool {
+		w.update(ctx, func() client.Object { return newRoute(kr.kind) }, kr.key, func(o client.Object) bool {
 			rs := routeStatusOf(o)
 			want := w.mergeParents(rs.Parents, r.Status.Parents, now)
 			if equality.Semantic.DeepEqual(rs.Parents, want) {
@@ -150,12 +149,12 @@ func (w *statusWriter) write(ctx context.Context, p *published) {
 	for _, ps := range p.st.BackendTLSPolicies {
 		pols[resource.Key{Namespace: ps.Namespace, Name: ps.Name}] = ps
 	}
-	for k, pol := range p.snap.BackendTLSPolicies {
+	for k, pol := range p.snap.BackendTLSPolicies { // (read only: the snapshot's objects are the cache's)
 		ps, computed := pols[k]
 		if !computed && !w.hasOurAncestor(pol.Status.Ancestors) {
 			continue
 		}
-		w.update(ctx, &gwv1.BackendTLSPolicy{}, k, func(o client.Object) bool {
+		w.update(ctx, func() client.Object { return &gwv1.BackendTLSPolicy{} }, k, func(o client.Object) bool {
 			obj := o.(*gwv1.BackendTLSPolicy)
 			want := w.mergeAncestors(obj.Status.Ancestors, ps.Status.Ancestors, now)
 			if equality.Semantic.DeepEqual(obj.Status.Ancestors, want) {
@@ -169,11 +168,15 @@ func (w *statusWriter) write(ctx context.Context, p *published) {
 
 // update reads key's object (from the cache first), lets change edit its status (false:
 // nothing to write) and writes it, reading afresh from the API server and editing again
-// after a conflict.
-func (w *statusWriter) update(ctx context.Context, obj client.Object, key resource.Key, change func(client.Object) bool) {
+// after a conflict. Every attempt works on a new object (newObj): the client decodes
+// answers into the object it is given, reusing its pointers and slices, so an object
+// must never be shared with the cache, the translator's Status or an earlier attempt.
+func (w *statusWriter) update(ctx context.Context, newObj func() client.Object, key resource.Key, change func(client.Object) bool) {
 	first := true
+	var obj client.Object
 	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 		var err error
+		obj = newObj()
 		ok := client.ObjectKey{Namespace: key.Namespace, Name: key.Name}
 		if first {
 			err = w.c.Get(ctx, ok, obj)
@@ -220,10 +223,11 @@ func (w *statusWriter) mergeParents(have, want []gwv1.RouteParentStatus, now met
 	var out []gwv1.RouteParentStatus
 	for _, p := range have {
 		if p.ControllerName != w.controllerName {
-			out = append(out, p)
+			out = append(out, *p.DeepCopy())
 		}
 	}
 	for _, p := range want {
+		p = *p.DeepCopy()
 		var prev []metav1.Condition
 		for _, h := range have {
 			if h.ControllerName == w.controllerName && equality.Semantic.DeepEqual(h.ParentRef, p.ParentRef) {
@@ -243,10 +247,11 @@ func (w *statusWriter) mergeAncestors(have, want []gwv1.PolicyAncestorStatus, no
 	var out []gwv1.PolicyAncestorStatus
 	for _, a := range have {
 		if a.ControllerName != w.controllerName {
-			out = append(out, a)
+			out = append(out, *a.DeepCopy())
 		}
 	}
 	for _, a := range want {
+		a = *a.DeepCopy()
 		var prev []metav1.Condition
 		for _, h := range have {
 			if h.ControllerName == w.controllerName && equality.Semantic.DeepEqual(h.AncestorRef, a.AncestorRef) {
