@@ -144,17 +144,5 @@ func runController(ctx context.Context, f controllerFlags, log *slog.Logger) err
 	if runErr != nil {
 		log.Error("controller stopped", "error", runErr)
 	}
-	log.Info("shutting down: draining in-flight requests", "timeout", f.drainTimeout)
-	drainCtx, cancel := context.WithTimeout(context.Background(), f.drainTimeout)
-	defer cancel()
-	drainErr := dp.Shutdown(drainCtx)
-	_ = adminSrv.Shutdown(drainCtx)
-	if runErr != nil {
-		return &exitError{code: 2, err: runErr}
-	}
-	if drainErr != nil {
-		log.Warn("drain timed out; remaining connections were closed", "error", drainErr)
-	}
-	log.Info("stopped")
-	return nil
+	return drainAndStop(log, dp, adminSrv, f.drainTimeout, runErr, nil)
 }

@@ -152,11 +152,19 @@ func runGateway(ctx context.Context, f runFlags, stdout io.Writer, log *slog.Log
 		log.Error("watching the config failed", "error", runErr)
 	}
 
-	log.Info("shutting down: draining in-flight requests", "timeout", f.drainTimeout)
-	drainCtx, cancel := context.WithTimeout(context.Background(), f.drainTimeout)
+	return drainAndStop(log, dp, adminSrv, f.drainTimeout, runErr, func() { shutdownAll(echoServers, time.Second) })
+}
+
+// drainAndStop ends a serving process ("run" or "controller"): in-flight requests drain
+// (at most timeout), then the rest stops. runErr, what stopped serving, decides the exit.
+func drainAndStop(log *slog.Logger, dp *dataplane.Server, adminSrv *http.Server, timeout time.Duration, runErr error, more func()) error {
+	log.Info("shutting down: draining in-flight requests", "timeout", timeout)
+	drainCtx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	drainErr := dp.Shutdown(drainCtx)
-	shutdownAll(echoServers, time.Second)
+	if more != nil {
+		more()
+	}
 	_ = adminSrv.Shutdown(drainCtx)
 	if runErr != nil {
 		return &exitError{code: 2, err: runErr}
