@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -17,11 +15,9 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/portico-gw/portico/internal/admin"
 	"github.com/portico-gw/portico/internal/dataplane"
 	"github.com/portico-gw/portico/internal/ir"
 	"github.com/portico-gw/portico/internal/provider/kubernetes"
-	"github.com/portico-gw/portico/internal/telemetry"
 	"github.com/portico-gw/portico/internal/translate"
 )
 
@@ -113,13 +109,10 @@ func runController(ctx context.Context, f controllerFlags, log *slog.Logger) err
 	defer stopTelemetry()
 	dp := dataplane.New(dataplane.Options{DrainTimeout: f.drainTimeout, NetHTTP1: f.netHTTP1, Telemetry: tel, Logger: log})
 	state := &runState{}
-	adminLn, err := net.Listen("tcp", f.adminAddress)
+	adminSrv, _, err := startAdmin(f.adminAddress, state, tel, log)
 	if err != nil {
-		return &exitError{code: 2, err: fmt.Errorf("admin API: %w", err)}
+		return err
 	}
-	adminSrv := &http.Server{Handler: admin.Handler(state, telemetry.MetricsHandler(tel.Metrics)), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = adminSrv.Serve(adminLn) }()
-	log.Info("admin API listening", "address", adminLn.Addr().String())
 
 	p, err := kubernetes.New(cfg, dp, kubernetes.Options{
 		Translate:      f.opts,

@@ -101,13 +101,10 @@ func runGateway(ctx context.Context, f runFlags, stdout io.Writer, log *slog.Log
 	dp := dataplane.New(dataplane.Options{DefaultAddress: f.defaultAddress, DrainTimeout: f.drainTimeout, NetHTTP1: f.netHTTP1, Telemetry: tel, Logger: log})
 	state := &runState{}
 
-	adminLn, err := net.Listen("tcp", f.adminAddress)
+	adminSrv, adminAddr, err := startAdmin(f.adminAddress, state, tel, log)
 	if err != nil {
-		return &exitError{code: 2, err: fmt.Errorf("admin API: %w", err)}
+		return err
 	}
-	adminSrv := &http.Server{Handler: admin.Handler(state, telemetry.MetricsHandler(tel.Metrics)), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = adminSrv.Serve(adminLn) }()
-	log.Info("admin API listening", "address", adminLn.Addr().String())
 
 	var echoServers []*http.Server
 	if f.echoBackends {
@@ -141,7 +138,7 @@ func runGateway(ctx context.Context, f runFlags, stdout io.Writer, log *slog.Log
 		}
 		if !announced {
 			announced = true
-			announce(stdout, cfg, f.defaultAddress, adminLn.Addr().String())
+			announce(stdout, cfg, f.defaultAddress, adminAddr)
 		}
 	}, func(err error) {
 		tel.Metrics.Applied(err, time.Time{})
@@ -153,6 +150,18 @@ func runGateway(ctx context.Context, f runFlags, stdout io.Writer, log *slog.Log
 	}
 
 	return drainAndStop(log, dp, adminSrv, f.drainTimeout, runErr, func() { shutdownAll(echoServers, time.Second) })
+}
+
+// startAdmin serves the admin API (health, config, status, metrics) on address.
+func startAdmin(address string, state *runState, tel *telemetry.Set, log *slog.Logger) (*http.Server, string, error) {
+	ln, err := net.Listen("tcp", address)
+	if err != nil {
+		return nil, "", &exitError{code: 2, err: fmt.Errorf("admin API: %w", err)}
+	}
+	srv := &http.Server{Handler: admin.Handler(state, telemetry.MetricsHandler(tel.Metrics)), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("admin API listening", "address", ln.Addr().String())
+	return srv, ln.Addr().String(), nil
 }
 
 // drainAndStop ends a serving process ("run" or "controller"): in-flight requests drain

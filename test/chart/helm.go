@@ -3,13 +3,10 @@ package chart
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"syscall"
 	"time"
 
@@ -30,7 +27,7 @@ func HelmBinary(ctx context.Context, logf func(string, ...any)) (string, error) 
 	}
 	helm := filepath.Join(binDir, "helm")
 	tools := filepath.Join(Dir(), "tools")
-	stamp, err := toolsStamp(tools)
+	stamp, err := kube.ToolsStamp(tools)
 	if err != nil {
 		return "", err
 	}
@@ -98,21 +95,6 @@ func runHelm(ctx context.Context, helm string, args ...string) ([]byte, error) {
 		return stdout.Bytes(), fmt.Errorf("helm %s: %v: %s", args[0], err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	return stdout.Bytes(), nil
-}
-
-// toolsStamp identifies what the tools module builds: its go.mod and go.sum, and the Go
-// version building it.
-func toolsStamp(dir string) (string, error) {
-	h := sha256.New()
-	for _, f := range []string{"go.mod", "go.sum"} {
-		b, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			return "", err
-		}
-		h.Write(b)
-	}
-	h.Write([]byte(runtime.Version()))
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func exists(path string) bool {

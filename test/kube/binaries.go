@@ -53,7 +53,7 @@ func Binaries(ctx context.Context, logf func(string, ...any)) (Bins, error) {
 		ControllerManager: filepath.Join(binDir, "kube-controller-manager"),
 	}
 	tools := filepath.Join(Dir(), "tools")
-	stamp, err := toolsStamp(tools)
+	stamp, err := ToolsStamp(tools)
 	if err != nil {
 		return Bins{}, err
 	}
@@ -84,9 +84,9 @@ func Binaries(ctx context.Context, logf func(string, ...any)) (Bins, error) {
 	return b, os.WriteFile(stampFile, []byte(stamp), 0o644)
 }
 
-// toolsStamp identifies what the tools module builds: its go.mod and go.sum, and the Go
-// version building it.
-func toolsStamp(dir string) (string, error) {
+// ToolsStamp identifies what a tools module (a folder with its own go.mod) builds: its
+// go.mod and go.sum, and the Go version building it. A build is redone when it changes.
+func ToolsStamp(dir string) (string, error) {
 	h := sha256.New()
 	for _, f := range []string{"go.mod", "go.sum"} {
 		b, err := os.ReadFile(filepath.Join(dir, f))
