@@ -31,3 +31,15 @@ chart-crds:
 .PHONY: bench
 bench:
 	go run ./bench/lab
+
+# The official Gateway API conformance suite (sigs.k8s.io/gateway-api/conformance v1.6.3)
+# on a local API server, controller manager and node agent (test/conformance): profiles
+# GATEWAY-HTTP, GATEWAY-GRPC and GATEWAY-TLS with the features the GatewayClass claims;
+# writes conformance/report.yaml. Needs root (network namespaces).
+.PHONY: conformance conformance-core
+conformance:
+	scripts/test.sh conformance
+
+# Only the core GATEWAY-HTTP tests (what CI runs).
+conformance-core:
+	scripts/test.sh conformance-core

@@ -108,12 +108,14 @@ check_generated() {
 run_vet() {
 	section "go vet"
 	go vet ./...
+	go vet -tags conformance ./test/conformance/
 	echo "ok"
 }
 
 run_staticcheck() {
 	section "staticcheck $STATICCHECK_VERSION"
 	./bin/staticcheck ./...
+	./bin/staticcheck -tags conformance ./test/conformance/
 	echo "ok"
 }
 
@@ -130,6 +132,24 @@ run_tests() {
 # need: etcd from Debian, iproute2 for the network namespaces standing in for pods, and
 # kube-apiserver built from the pinned k8s.io/kubernetes module (about 15 minutes on a
 # cold Go build cache, seconds after that).
+# The official Gateway API conformance suite's core GATEWAY-HTTP tests (test/conformance;
+# "make conformance" runs every profile and writes conformance/report.yaml).
+run_conformance_core() {
+	section "Gateway API conformance: core GATEWAY-HTTP"
+	PORTICO_CONFORMANCE_MODE=core go test -tags conformance -count=1 -timeout 30m ./test/conformance/
+}
+
+# Every profile (HTTP, GRPC, TLS) with the features Portico claims; writes
+# conformance/report.yaml and the whole output to conformance/last-run.log (ignored).
+run_conformance_full() {
+	section "Gateway API conformance: GATEWAY-HTTP, GATEWAY-GRPC, GATEWAY-TLS"
+	local rc=0
+	go test -tags conformance -count=1 -timeout 60m -v ./test/conformance/ >conformance/last-run.log 2>&1 || rc=$?
+	grep -E '^ {4}--- (PASS|FAIL|SKIP)' conformance/last-run.log || true
+	echo "report: conformance/report.yaml; full output: conformance/last-run.log"
+	return $rc
+}
+
 prepare_kube() {
 	section "Kubernetes test environment"
 	apt_install etcd-server iproute2
@@ -151,13 +171,22 @@ main() {
 		lint
 		prepare_kube
 		run_tests
+		run_conformance_core
 		;;
 	lint) lint ;;
 	test)
 		prepare_kube
 		run_tests
 		;;
-	*) die "usage: $0 [all|lint|test]" ;;
+	conformance-core)
+		prepare_kube
+		run_conformance_core
+		;;
+	conformance)
+		prepare_kube
+		run_conformance_full
+		;;
+	*) die "usage: $0 [all|lint|test|conformance|conformance-core]" ;;
 	esac
 	section "all passed"
 }

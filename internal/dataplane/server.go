@@ -288,7 +288,7 @@ func (s *Server) compile(cfg *ir.Config, clusters upstream.Set) (map[socketKey]*
 				cp.listeners = append(cp.listeners, p.Listeners[li].Name)
 			}
 			if isTLS {
-				if cp.certs, err = compileCerts(p.Listeners); err != nil {
+				if cp.certs, err = compileCerts(p.Listeners, clusters); err != nil {
 					return nil, fmt.Errorf("gateway %s port %d: %w", g.Name, p.Number, err)
 				}
 			}
@@ -336,7 +336,7 @@ func (s *Server) bind(key socketKey, gateway string) (*socket, error) {
 	case key.tls:
 		protocols.SetHTTP2(true)
 		sock.certs = &certStore{}
-		sock.ln = newTLSListener(ln, sock.certs)
+		sock.ln = newSNIListener(ln, sock.certs, s.opts.Upstream.DialTimeout, s.log.With("gateway", gateway, "address", key.String()))
 	case s.opts.NetHTTP1:
 		protocols.SetUnencryptedHTTP2(true)
 		sock.ln = framingListener{Listener: ln, maxHead: maxHead}

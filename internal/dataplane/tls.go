@@ -5,10 +5,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync/atomic"
 
+	"github.com/portico-gw/portico/internal/dataplane/upstream"
 	"github.com/portico-gw/portico/internal/ir"
 )
 
@@ -19,6 +19,9 @@ type certTable struct {
 	exact    map[string]*tlsListener
 	wildcard []*tlsListener // longest suffix first
 	any      *tlsListener
+	// hasL4 is set when a listener of the port is a TLS one (TLSRoutes): connections
+	// are then sorted by their ClientHello before TLS is terminated, if it is.
+	hasL4 bool
 }
 
 type tlsListener struct {
@@ -27,9 +30,13 @@ type tlsListener struct {
 	certs    []*tls.Certificate
 	// unavailable listeners keep their hostname reserved: handshakes for it fail.
 	unavailable bool
+	// tlsProto marks a TLS listener (protocol TLS), which forwards streams to l4, its
+	// TLSRoutes by SNI, instead of serving HTTP.
+	tlsProto bool
+	l4       []l4Route
 }
 
-func compileCerts(listeners []ir.Listener) (*certTable, error) {
+func compileCerts(listeners []ir.Listener, clusters upstream.Set) (*certTable, error) {
 	t := &certTable{exact: map[string]*tlsListener{}}
 	for i := range listeners {
 		l := &listeners[i]
@@ -50,6 +57,10 @@ func compileCerts(listeners []ir.Listener) (*certTable, error) {
 			tl.certs = append(tl.certs, &pair)
 		}
 		tl.unavailable = l.Unavailable != ""
+		if l.Protocol == ir.ProtocolTLS {
+			tl.tlsProto, t.hasL4 = true, true
+			tl.l4 = compileL4Routes(l.L4Routes, clusters)
+		}
 		if tl.mode == ir.TLSTerminate && len(tl.certs) == 0 && !tl.unavailable {
 			return nil, fmt.Errorf("listener %s: TLS termination without a certificate", l.Name)
 		}
@@ -123,24 +134,3 @@ type certStore struct {
 func (s *certStore) store(t *certTable) { s.p.Store(t) }
 
 var errNoListener = errors.New("tls: no listener for this server name")
-
-// newTLSListener terminates TLS with the certificate chosen by SNI from the current
-// table; ALPN offers h2 and http/1.1.
-func newTLSListener(ln net.Listener, certs *certStore) net.Listener {
-	cfg := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		NextProtos: []string{"h2", "http/1.1"},
-		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			t := certs.p.Load()
-			if t == nil {
-				return nil, errNoListener
-			}
-			l := t.listener(hello.ServerName)
-			if l == nil || l.mode != ir.TLSTerminate || l.unavailable {
-				return nil, errNoListener
-			}
-			return l.certificate(hello), nil
-		},
-	}
-	return tls.NewListener(ln, cfg)
-}

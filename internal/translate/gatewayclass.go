@@ -48,11 +48,6 @@ var SupportedFeatures = []gwv1.FeatureName{
 	"HTTPRouteRetry",
 	"HTTPRouteSchemeRedirect",
 	"ReferenceGrant",
-	"TCPRoute",
-	"TLSRoute",
-	"TLSRouteModeMixed",
-	"TLSRouteModeTerminate",
-	"UDPRoute",
 }
 
 func (t *translator) translateGatewayClasses() {

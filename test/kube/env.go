@@ -24,6 +24,8 @@ import (
 	"strconv"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -52,6 +54,10 @@ type Options struct {
 	Log func(format string, args ...any)
 	// SkipCRDs leaves the API server without the Gateway API and Portico CRDs.
 	SkipCRDs bool
+	// ControllerManager also runs kube-controller-manager (Deployments, ReplicaSets,
+	// EndpointSlices, ServiceAccounts, garbage collection). Start returns once it has
+	// made the default namespace's ServiceAccount.
+	ControllerManager bool
 }
 
 // Start builds the binaries if needed, starts etcd and kube-apiserver on free loopback
@@ -70,6 +76,8 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 		if dir, err = os.MkdirTemp("", "portico-kube-"); err != nil {
 			return nil, err
 		}
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
 	}
 	e := &Env{Dir: dir}
 	defer func() {
@@ -85,6 +93,11 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	}
 	if !o.SkipCRDs {
 		if err := InstallCRDs(ctx, e.Config); err != nil {
+			return nil, err
+		}
+	}
+	if o.ControllerManager {
+		if err := e.startControllerManager(ctx, bins.ControllerManager, logf); err != nil {
 			return nil, err
 		}
 	}
@@ -200,6 +213,59 @@ func (e *Env) startAPIServer(ctx context.Context, bin string, logf func(string, 
 		p.stop()
 		if attempt == 2 {
 			return fmt.Errorf("kube-apiserver: %w\n%s", err, p.tail())
+		}
+	}
+}
+
+// startControllerManager runs kube-controller-manager with every controller but node
+// lifecycle (the test's node agent keeps its Node Ready itself) and waits for it to make
+// the default ServiceAccount.
+func (e *Env) startControllerManager(ctx context.Context, bin string, logf func(string, ...any)) error {
+	kubeconfig := filepath.Join(e.Dir, "controller-manager.kubeconfig")
+	if err := e.WriteKubeconfig(kubeconfig); err != nil {
+		return err
+	}
+	port := freePort()
+	if port == 0 {
+		return errors.New("no free loopback port")
+	}
+	p, err := startProcess(e.Dir, "kube-controller-manager", nil, bin,
+		"--kubeconfig", kubeconfig,
+		"--authentication-kubeconfig", kubeconfig, "--authorization-kubeconfig", kubeconfig,
+		"--service-account-private-key-file", filepath.Join(e.Dir, "sa.key"),
+		"--root-ca-file", filepath.Join(e.Dir, "apiserver-certs", "apiserver.crt"),
+		"--use-service-account-credentials=false",
+		"--controllers", "*,-nodelifecycle",
+		"--leader-elect=false",
+		"--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(port),
+		"--concurrent-deployment-syncs", "10", "--concurrent-replicaset-syncs", "10",
+		"--kube-api-qps", "200", "--kube-api-burst", "400",
+		"--v", "1")
+	if err != nil {
+		return err
+	}
+	e.procs = append(e.procs, p)
+	cs, err := kubernetes.NewForConfig(e.Config)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		_, err := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		if err == nil {
+			logf("kube-controller-manager ready")
+			return nil
+		}
+		if p.exited() {
+			return fmt.Errorf("kube-controller-manager exited\n%s", p.tail())
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kube-controller-manager made no default ServiceAccount in 90s (last: %v)\n%s", err, p.tail())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }

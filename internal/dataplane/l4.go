@@ -1,0 +1,372 @@
+package dataplane
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/portico-gw/portico/internal/dataplane/upstream"
+	"github.com/portico-gw/portico/internal/ir"
+)
+
+// l4Route is a compiled ir.L4Route: TLSRoute entries of a TLS listener, chosen by SNI.
+type l4Route struct {
+	name     string
+	hostname string // "", an exact name or "*.suffix"
+	backends []l4Backend
+	total    uint64
+}
+
+type l4Backend struct {
+	cluster *upstream.Cluster // nil: an invalid reference; connections picked for it close
+	weight  uint64
+}
+
+func compileL4Routes(routes []ir.L4Route, clusters upstream.Set) []l4Route {
+	out := make([]l4Route, 0, len(routes))
+	for _, r := range routes {
+		cr := l4Route{name: r.Name}
+		if len(r.Hostnames) > 0 {
+			cr.hostname = strings.ToLower(r.Hostnames[0])
+		}
+		for _, b := range r.Backends {
+			if b.Weight == 0 {
+				continue
+			}
+			cr.backends = append(cr.backends, l4Backend{cluster: clusters[b.Cluster], weight: uint64(b.Weight)})
+			cr.total += uint64(b.Weight)
+		}
+		out = append(out, cr)
+	}
+	return out
+}
+
+// matches reports whether the route's hostname takes the SNI name.
+func (r *l4Route) matches(sni string) bool {
+	switch {
+	case r.hostname == "":
+		return true
+	case strings.HasPrefix(r.hostname, "*."):
+		suffix := r.hostname[1:]
+		return len(sni) > len(suffix) && strings.HasSuffix(sni, suffix)
+	}
+	return sni == r.hostname
+}
+
+// pick chooses a backend by weight; nil when the rule has none or the chosen one is
+// invalid.
+func (r *l4Route) pick() *upstream.Cluster {
+	if r.total == 0 {
+		return nil
+	}
+	n := rand.Uint64N(r.total)
+	for _, b := range r.backends {
+		if n < b.weight {
+			return b.cluster
+		}
+		n -= b.weight
+	}
+	return nil
+}
+
+// route finds the listener's first route for the SNI name.
+func (l *tlsListener) route(sni string) *l4Route {
+	for i := range l.l4 {
+		if l.l4[i].matches(sni) {
+			return &l.l4[i]
+		}
+	}
+	return nil
+}
+
+// sniListener serves a TLS port. It reads each connection's ClientHello and, by its
+// server name, hands the connection to the HTTP server (HTTPS listeners: TLS terminated
+// here, ALPN h2 or http/1.1), forwards it encrypted to a TLSRoute backend (TLS listeners
+// in Passthrough mode), or terminates TLS and forwards the plain stream (TLS listeners in
+// Terminate mode). Connections no listener or route takes are closed: the client sees
+// the connection end, as a TLS passthrough proxy cannot answer with an alert of its own.
+type sniListener struct {
+	net.Listener
+	certs       *certStore
+	httpCfg     *tls.Config
+	dialTimeout time.Duration
+	log         *slog.Logger
+
+	ready chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+
+	mu     sync.Mutex
+	l4     map[net.Conn]struct{} // forwarded connections, closed with the listener
+	closed bool
+}
+
+// helloTimeout bounds how long a client may take to send its ClientHello.
+const helloTimeout = 10 * time.Second
+
+func newSNIListener(ln net.Listener, certs *certStore, dialTimeout time.Duration, log *slog.Logger) *sniListener {
+	if dialTimeout <= 0 {
+		dialTimeout = 5 * time.Second
+	}
+	s := &sniListener{
+		Listener: ln, certs: certs, dialTimeout: dialTimeout, log: log,
+		ready: make(chan net.Conn), done: make(chan struct{}), l4: map[net.Conn]struct{}{},
+	}
+	s.httpCfg = &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"h2", "http/1.1"},
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.certificate(hello, false)
+		},
+	}
+	go s.acceptLoop()
+	return s
+}
+
+// certificate finds the certificate for a handshake on a terminating listener; l4 says
+// whether the listener must be a TLS one (TLSRoutes) rather than an HTTPS one.
+func (s *sniListener) certificate(hello *tls.ClientHelloInfo, l4 bool) (*tls.Certificate, error) {
+	t := s.certs.p.Load()
+	if t == nil {
+		return nil, errNoListener
+	}
+	l := t.listener(hello.ServerName)
+	if l == nil || l.mode != ir.TLSTerminate || l.unavailable || l.tlsProto != l4 {
+		return nil, errNoListener
+	}
+	return l.certificate(hello), nil
+}
+
+// Accept returns the next connection for the HTTP server.
+func (s *sniListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-s.ready:
+		return c, nil
+	case <-s.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting and ends the forwarded connections.
+func (s *sniListener) Close() error {
+	err := s.Listener.Close()
+	s.once.Do(func() { close(s.done) })
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.l4 {
+		c.Close()
+	}
+	s.mu.Unlock()
+	return err
+}
+
+func (s *sniListener) acceptLoop() {
+	var delay time.Duration
+	for {
+		c, err := s.Listener.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				s.once.Do(func() { close(s.done) })
+				return
+			}
+			// Out of file descriptors and the like: wait a little, as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		t := s.certs.p.Load()
+		if t == nil || !t.hasL4 {
+			// Only HTTPS listeners: no need to look at the ClientHello here.
+			s.handOver(tls.Server(c, s.httpCfg))
+			continue
+		}
+		go s.sort(c, t)
+	}
+}
+
+func (s *sniListener) handOver(c net.Conn) {
+	select {
+	case s.ready <- c:
+	case <-s.done:
+		c.Close()
+	}
+}
+
+// sort reads the ClientHello and sends the connection where its server name belongs.
+func (s *sniListener) sort(c net.Conn, t *certTable) {
+	_ = c.SetReadDeadline(time.Now().Add(helloTimeout))
+	sni, hello, err := peekClientHello(c)
+	if err != nil {
+		c.Close()
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	conn := &prefixConn{Conn: c, prefix: hello}
+	l := t.listener(sni)
+	switch {
+	case l == nil || l.unavailable:
+		c.Close()
+	case !l.tlsProto && l.mode == ir.TLSTerminate:
+		s.handOver(tls.Server(conn, s.httpCfg))
+	case l.mode == ir.TLSPassthrough:
+		s.forward(conn, l.route(strings.ToLower(sni)))
+	default: // TLS listener, Terminate mode
+		tc := tls.Server(conn, &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return s.certificate(h, true)
+			},
+		})
+		_ = tc.SetDeadline(time.Now().Add(helloTimeout))
+		if err := tc.Handshake(); err != nil {
+			tc.Close()
+			return
+		}
+		_ = tc.SetDeadline(time.Time{})
+		s.forward(tc, l.route(strings.ToLower(sni)))
+	}
+}
+
+// forward connects the client to a backend of the route and copies both ways until
+// either side ends.
+func (s *sniListener) forward(client net.Conn, r *l4Route) {
+	var cl *upstream.Cluster
+	if r != nil {
+		cl = r.pick()
+	}
+	if cl == nil || cl.Invalid != "" {
+		client.Close()
+		return
+	}
+	up, err := net.DialTimeout("tcp", mustPick(cl), s.dialTimeout)
+	if err != nil {
+		s.log.Debug("TLS route backend unreachable", "route", r.name, "cluster", cl.Name, "error", err)
+		client.Close()
+		return
+	}
+	if !s.track(client, up) {
+		client.Close()
+		up.Close()
+		return
+	}
+	defer s.untrack(client, up)
+	var wg sync.WaitGroup
+	wg.Go(func() { pipe(up, client) })
+	pipe(client, up)
+	wg.Wait()
+}
+
+// mustPick is the cluster's next endpoint ("" when it has none, which fails the dial).
+func mustPick(c *upstream.Cluster) string {
+	ep, _ := c.Pick()
+	return ep
+}
+
+// pipe copies src to dst, then closes dst for writing (or entirely) so the other
+// direction sees the end.
+func pipe(dst, src net.Conn) {
+	_, _ = io.Copy(dst, src)
+	type closeWriter interface{ CloseWrite() error }
+	if cw, ok := dst.(closeWriter); ok {
+		_ = cw.CloseWrite()
+	} else {
+		_ = dst.Close()
+	}
+	// Reading from src is over; the other direction ends when its source does.
+	if cr, ok := src.(interface{ CloseRead() error }); ok {
+		_ = cr.CloseRead()
+	}
+}
+
+func (s *sniListener) track(cs ...net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	for _, c := range cs {
+		s.l4[c] = struct{}{}
+	}
+	return true
+}
+
+func (s *sniListener) untrack(cs ...net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range cs {
+		delete(s.l4, c)
+		c.Close()
+	}
+}
+
+// prefixConn replays bytes already read from the connection before reading more.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// CloseWrite passes a half close through to the TCP connection.
+func (c *prefixConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+// peekClientHello reads the connection's ClientHello with crypto/tls's own parser
+// (a handshake that stops once the hello is parsed; nothing is written to the client)
+// and returns its server name and every byte it read.
+func peekClientHello(c net.Conn) (string, []byte, error) {
+	rec := &recordingConn{Conn: c}
+	var sni string
+	var seen bool
+	err := tls.Server(rec, &tls.Config{
+		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			sni, seen = h.ServerName, true
+			return nil, errHelloRead
+		},
+	}).Handshake()
+	if !seen {
+		if err == nil {
+			err = errors.New("no ClientHello")
+		}
+		return "", nil, err
+	}
+	return sni, rec.buf.Bytes(), nil
+}
+
+var errHelloRead = errors.New("ClientHello read")
+
+// recordingConn keeps what is read and drops what is written (the alert crypto/tls
+// sends when the peek handshake stops) and the close.
+type recordingConn struct {
+	net.Conn
+	buf bytes.Buffer
+}
+
+func (c *recordingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.buf.Write(p[:n])
+	return n, err
+}
+
+func (c *recordingConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (c *recordingConn) Close() error                     { return nil }
+func (c *recordingConn) SetWriteDeadline(time.Time) error { return nil }

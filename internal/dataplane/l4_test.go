@@ -1,0 +1,186 @@
+package dataplane
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/portico-gw/portico/internal/ir"
+)
+
+// tlsBackend is an HTTPS server with its own certificate for names: what a TLS
+// passthrough route forwards to. It answers with its name and the SNI it saw.
+func tlsBackend(t *testing.T, ca *lfCA, name string, names ...string) ir.Endpoint {
+	t.Helper()
+	c := ca.leaf(t, name, false, names...)
+	pair, err := tls.X509KeyPair([]byte(c.CertPEM), []byte(c.KeyPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, name+" sni="+r.TLS.ServerName)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	return ir.Endpoint{Address: "127.0.0.1", Port: uint32(port)}
+}
+
+// lineEcho is a plain TCP backend that answers each line with name: line.
+func lineEcho(t *testing.T, name string) ir.Endpoint {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				sc := bufio.NewScanner(c)
+				for sc.Scan() {
+					if _, err := io.WriteString(c, name+": "+sc.Text()+"\n"); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ir.Endpoint{Address: "127.0.0.1", Port: uint32(ln.Addr().(*net.TCPAddr).Port)}
+}
+
+// TestTLSListenersShareAPortWithHTTPS puts a passthrough TLS listener, a terminating
+// TLS listener and an HTTPS listener on one port: each connection goes where its SNI
+// belongs, a passthrough route's backend presents its own certificate, and names no
+// listener or route takes see the connection closed (EOF), as the Gateway API asks of
+// TLS listeners.
+func TestTLSListenersShareAPortWithHTTPS(t *testing.T) {
+	ca := lfNewCA(t)
+	web := lfEcho(t, "web", nil)
+	port := freePort(t)
+	cfg := lfTLSConfig(port, []ir.Cluster{
+		web.cluster(),
+		{Name: "pass-a", Protocol: ir.UpstreamTCP, Endpoints: []ir.Endpoint{tlsBackend(t, ca, "pass-a", "a.pass.example", "x.wild.example")}},
+		{Name: "pass-b", Protocol: ir.UpstreamTCP, Endpoints: []ir.Endpoint{tlsBackend(t, ca, "pass-b", "b.pass.example")}},
+		{Name: "plain", Protocol: ir.UpstreamTCP, Endpoints: []ir.Endpoint{lineEcho(t, "plain")}},
+	},
+		ir.Listener{Name: "default/gw/pass", Hostname: "*.pass.example", Protocol: ir.ProtocolTLS,
+			TLS: &ir.ListenerTLS{Mode: ir.TLSPassthrough},
+			L4Routes: []ir.L4Route{
+				{Name: "tlsroute/default/a/rule/0", Hostnames: []string{"a.pass.example"}, Backends: []ir.Backend{{Cluster: "pass-a", Weight: 1}}},
+				{Name: "tlsroute/default/b/rule/0", Hostnames: []string{"b.pass.example"}, Backends: []ir.Backend{{Cluster: "pass-b", Weight: 1}}},
+				{Name: "tlsroute/default/bad/rule/0", Hostnames: []string{"bad.pass.example"}, Backends: []ir.Backend{{Weight: 1, Invalid: "not found"}}},
+			}},
+		ir.Listener{Name: "default/gw/wild", Hostname: "*.wild.example", Protocol: ir.ProtocolTLS,
+			TLS: &ir.ListenerTLS{Mode: ir.TLSPassthrough},
+			L4Routes: []ir.L4Route{
+				{Name: "tlsroute/default/w/rule/0", Backends: []ir.Backend{{Cluster: "pass-a", Weight: 1}}},
+			}},
+		ir.Listener{Name: "default/gw/term", Hostname: "term.example", Protocol: ir.ProtocolTLS,
+			TLS: &ir.ListenerTLS{Mode: ir.TLSTerminate, Certificates: []ir.Certificate{ca.leaf(t, "term", false, "term.example")}},
+			L4Routes: []ir.L4Route{
+				{Name: "tlsroute/default/t/rule/0", Backends: []ir.Backend{{Cluster: "plain", Weight: 1}}},
+			}},
+		lfHTTPSListener("default/gw/https", "www.example", []ir.Certificate{ca.leaf(t, "www", false, "www.example")}, lfPrefix("r", "/", "web")),
+	)
+	lfStart(t, cfg)
+	addr := "127.0.0.1:" + strconv.Itoa(int(port))
+
+	// Passthrough: the backend's own certificate and answer, by SNI.
+	for _, tc := range []struct{ sni, want string }{
+		{"a.pass.example", "pass-a sni=a.pass.example"},
+		{"b.pass.example", "pass-b sni=b.pass.example"},
+		{"x.wild.example", "pass-a sni=x.wild.example"},
+	} {
+		c := lfTLSClient(t, ca.pool, tc.sni, "http/1.1")
+		resp, err := c.Get("https://" + addr + "/")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.sni, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != tc.want {
+			t.Fatalf("%s: got %q, want %q", tc.sni, body, tc.want)
+		}
+		if cn := resp.TLS.PeerCertificates[0].Subject.CommonName; cn != tc.sni && !strings.HasPrefix(tc.sni, "x.") {
+			t.Fatalf("%s: certificate for %q, want the backend's own", tc.sni, cn)
+		}
+	}
+
+	// HTTPS on the same port still terminates here and serves HTTP routes (h2 too).
+	resp, body := lfDo(t, lfTLSClient(t, ca.pool, "www.example", "h2"), "GET", "https://"+addr+"/x", "www.example", nil)
+	if resp.StatusCode != 200 || resp.ProtoMajor != 2 || lfDecode(t, resp, body).Backend != "web" {
+		t.Fatalf("HTTPS listener: %d %s %s", resp.StatusCode, resp.Proto, body)
+	}
+
+	// Terminate: TLS ends here, the plain stream goes to the backend, both ways.
+	tc, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.pool, ServerName: "term.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(tc, "hello\n"); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(tc).ReadString('\n')
+	tc.Close()
+	if err != nil || line != "plain: hello\n" {
+		t.Fatalf("terminated TLS route: %q, %v", line, err)
+	}
+
+	// No listener, no route, or an invalid backend: the connection is closed.
+	for _, sni := range []string{"nobody.example", "c.pass.example", "bad.pass.example"} {
+		d := &tls.Dialer{Config: &tls.Config{ServerName: sni, InsecureSkipVerify: true}}
+		c, err := d.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			t.Fatalf("%s: handshake succeeded, want the connection closed", sni)
+		}
+		if !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("%s: %v, want EOF or a reset", sni, err)
+		}
+	}
+}
+
+// TestTLSPassthroughConnectionsEndWithTheSocket: forwarded connections close when the
+// port is removed by a new config.
+func TestTLSPassthroughConnectionsEndWithTheSocket(t *testing.T) {
+	ca := lfNewCA(t)
+	port := freePort(t)
+	cfg := lfTLSConfig(port, []ir.Cluster{
+		{Name: "pass", Protocol: ir.UpstreamTCP, Endpoints: []ir.Endpoint{tlsBackend(t, ca, "pass", "a.example")}},
+	}, ir.Listener{Name: "default/gw/pass", Protocol: ir.ProtocolTLS, TLS: &ir.ListenerTLS{Mode: ir.TLSPassthrough},
+		L4Routes: []ir.L4Route{{Name: "tlsroute/default/a/rule/0", Backends: []ir.Backend{{Cluster: "pass", Weight: 1}}}}})
+	s := startServer(t, Options{DrainTimeout: time.Second}, cfg)
+	c, err := tls.Dial("tcp", "127.0.0.1:"+strconv.Itoa(int(port)), &tls.Config{RootCAs: ca.pool, ServerName: "a.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := s.Apply(&ir.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, syscall.ETIMEDOUT) || isTimeout(err) {
+		t.Fatalf("read after the port was removed: %v, want the connection closed", err)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
