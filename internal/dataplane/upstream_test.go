@@ -745,6 +745,31 @@ func TestUpstreamRetries(t *testing.T) {
 		}
 	})
 
+	t.Run("an attempt past the backend timeout is retried", func(t *testing.T) {
+		// HTTPRouteRetryBackendTimeout: the first attempt hangs past backendRequest; the
+		// retry answers at once.
+		var n atomic.Int64
+		release := make(chan struct{})
+		defer close(release)
+		srv := fwdBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if n.Add(1) == 1 {
+				select {
+				case <-release:
+				case <-r.Context().Done():
+				}
+				return
+			}
+			io.WriteString(w, "second")
+		}), nil)
+		r := retryRoute("r", "slow", ir.Retry{Attempts: 1, Backoff: "1ms"})
+		r.Timeouts = &ir.Timeouts{BackendRequest: "200ms"}
+		gw := fwdStart(t, Options{}, []ir.Route{r},
+			fwdCluster("slow", ir.UpstreamHTTP1, fwdEndpoint(t, srv.Listener.Addr().String())))
+		if code, _, body := fwdGet(t, fwdClient(t), gw.base+"/r"); code != 200 || body != "second" || n.Load() != 2 {
+			t.Fatalf("status %d body %q after %d attempts, want 200 from attempt 2", code, body, n.Load())
+		}
+	})
+
 	t.Run("backoff is waited for", func(t *testing.T) {
 		// The retry is due after an hour; the request timeout ends the exchange first,
 		// so the backend sees exactly one attempt and the client a 504.

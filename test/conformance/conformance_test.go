@@ -106,7 +106,11 @@ func TestConformance(t *testing.T) {
 			CleanupTestResources: true,
 			TimeoutConfig:        config.DefaultTimeoutConfig(),
 			RunTest:              os.Getenv("PORTICO_CONFORMANCE_RUN"),
-			Mode:                 "default",
+			// GatewayStaticAddresses: an address of the controller's pool that no other
+			// Gateway holds (it hands out the lowest free ones), and one outside it.
+			UsableNetworkAddresses:   []gwv1.GatewaySpecAddress{{Type: new(gwv1.IPAddressType), Value: "127.77.0.250"}},
+			UnusableNetworkAddresses: []gwv1.GatewaySpecAddress{{Type: new(gwv1.IPAddressType), Value: "127.78.0.1"}},
+			Mode:                     "default",
 			Implementation: confv1.Implementation{
 				Organization: "portico-gw",
 				Project:      "portico",
