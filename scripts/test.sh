@@ -128,21 +128,18 @@ run_tests() {
 	go test -race -count=1 -timeout 30m ./...
 }
 
-# prepare_kube installs and builds what the Kubernetes tests (test/kube and its users)
-# need: etcd from Debian, iproute2 for the network namespaces standing in for pods, and
-# kube-apiserver built from the pinned k8s.io/kubernetes module (about 15 minutes on a
-# cold Go build cache, seconds after that).
 # The official Gateway API conformance suite (test/conformance): every profile Portico
 # runs (GATEWAY-HTTP, GATEWAY-GRPC, GATEWAY-TLS) with the features its GatewayClass
 # claims, so that a claim that stops passing fails CI. The report goes to a temporary
 # file; "make conformance" rewrites the committed conformance/report.yaml.
 run_conformance_ci() {
 	section "Gateway API conformance: GATEWAY-HTTP, GATEWAY-GRPC, GATEWAY-TLS"
-	local report
+	local report rc=0
 	report=$(mktemp --suffix .yaml)
-	PORTICO_CONFORMANCE_REPORT=$report go test -tags conformance -count=1 -timeout 30m ./test/conformance/
-	grep -E '^  name:|^  summary:' "$report" | paste - - | sed 's/^ *//'
+	PORTICO_CONFORMANCE_REPORT=$report go test -tags conformance -count=1 -timeout 30m ./test/conformance/ || rc=$?
+	grep -E '^  name:|^  summary:' "$report" | paste - - | sed 's/^ *//' || true
 	rm -f "$report"
+	return $rc
 }
 
 # Only the core GATEWAY-HTTP tests (the minimum; about 30 s).
@@ -151,17 +148,22 @@ run_conformance_core() {
 	PORTICO_CONFORMANCE_MODE=core go test -tags conformance -count=1 -timeout 30m ./test/conformance/
 }
 
-# Every profile (HTTP, GRPC, TLS) with the features Portico claims; writes
-# conformance/report.yaml and the whole output to conformance/last-run.log (ignored).
+# Every profile with the features Portico claims; writes conformance/report.yaml and the
+# whole output to conformance/last-run.log (ignored).
 run_conformance_full() {
 	section "Gateway API conformance: GATEWAY-HTTP, GATEWAY-GRPC, GATEWAY-TLS"
 	local rc=0
-	go test -tags conformance -count=1 -timeout 60m -v ./test/conformance/ >conformance/last-run.log 2>&1 || rc=$?
+	PORTICO_CONFORMANCE_REPORT=$ROOT/conformance/report.yaml \
+		go test -tags conformance -count=1 -timeout 60m -v ./test/conformance/ >conformance/last-run.log 2>&1 || rc=$?
 	grep -E '^ {4}--- (PASS|FAIL|SKIP)' conformance/last-run.log || true
 	echo "report: conformance/report.yaml; full output: conformance/last-run.log"
 	return $rc
 }
 
+# prepare_kube installs and builds what the Kubernetes tests (test/kube and its users)
+# need: etcd from Debian, iproute2 for the network namespaces standing in for pods, and
+# kube-apiserver built from the pinned k8s.io/kubernetes module (about 15 minutes on a
+# cold Go build cache, seconds after that).
 prepare_kube() {
 	section "Kubernetes test environment"
 	apt_install etcd-server iproute2

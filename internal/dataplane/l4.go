@@ -94,46 +94,38 @@ func (l *tlsListener) route(sni string) *l4Route {
 // the connection end, as a TLS passthrough proxy cannot answer with an alert of its own.
 type sniListener struct {
 	net.Listener
-	certs       *certStore
-	httpCfg     *tls.Config
-	dialTimeout time.Duration
-	log         *slog.Logger
+	certs   *certStore
+	httpCfg *tls.Config
+	fwd     *streamForwarder // forwarded connections, closed with the listener
+	log     *slog.Logger
 
 	ready chan net.Conn
 	done  chan struct{}
 	once  sync.Once
-
-	mu     sync.Mutex
-	l4     map[net.Conn]struct{} // forwarded connections, closed with the listener
-	closed bool
 }
 
 // helloTimeout bounds how long a client may take to send its ClientHello.
 const helloTimeout = 10 * time.Second
 
 func newSNIListener(ln net.Listener, certs *certStore, dialTimeout time.Duration, log *slog.Logger) *sniListener {
-	if dialTimeout <= 0 {
-		dialTimeout = 5 * time.Second
-	}
 	s := &sniListener{
-		Listener: ln, certs: certs, dialTimeout: dialTimeout, log: log,
-		ready: make(chan net.Conn), done: make(chan struct{}), l4: map[net.Conn]struct{}{},
+		Listener: ln, certs: certs, fwd: newStreamForwarder(dialTimeout, log), log: log,
+		ready: make(chan net.Conn), done: make(chan struct{}),
 	}
 	s.httpCfg = &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"h2", "http/1.1"},
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return s.certificate(hello, false)
+			return certificate(s.certs.p.Load(), hello, false)
 		},
 	}
 	go s.acceptLoop()
 	return s
 }
 
-// certificate finds the certificate for a handshake on a terminating listener; l4 says
-// whether the listener must be a TLS one (TLSRoutes) rather than an HTTPS one.
-func (s *sniListener) certificate(hello *tls.ClientHelloInfo, l4 bool) (*tls.Certificate, error) {
-	t := s.certs.p.Load()
+// certificate finds the certificate for a handshake on a terminating listener of table
+// t; l4 says whether the listener must be a TLS one (TLSRoutes) rather than an HTTPS one.
+func certificate(t *certTable, hello *tls.ClientHelloInfo, l4 bool) (*tls.Certificate, error) {
 	if t == nil {
 		return nil, errNoListener
 	}
@@ -154,16 +146,13 @@ func (s *sniListener) Accept() (net.Conn, error) {
 	}
 }
 
-// Close stops accepting and ends the forwarded connections.
+// Close stops accepting and ends the forwarded connections at once: unlike HTTP
+// requests, TLS streams have no natural end to drain to. A stream also outlives a change
+// that removes its route or listener while the port stays.
 func (s *sniListener) Close() error {
 	err := s.Listener.Close()
 	s.once.Do(func() { close(s.done) })
-	s.mu.Lock()
-	s.closed = true
-	for c := range s.l4 {
-		c.Close()
-	}
-	s.mu.Unlock()
+	s.fwd.closeAll()
 	return err
 }
 
@@ -178,17 +167,17 @@ func (s *sniListener) acceptLoop() {
 			}
 			// Out of file descriptors and the like: wait a little, as net/http does.
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed; retrying", "error", err, "in", delay)
 			time.Sleep(delay)
 			continue
 		}
 		delay = 0
-		t := s.certs.p.Load()
-		if t == nil || !t.hasL4 {
+		if t := s.certs.p.Load(); t != nil && !t.hasL4 {
 			// Only HTTPS listeners: no need to look at the ClientHello here.
 			s.handOver(tls.Server(c, s.httpCfg))
 			continue
 		}
-		go s.sort(c, t)
+		go s.sort(c)
 	}
 }
 
@@ -200,8 +189,9 @@ func (s *sniListener) handOver(c net.Conn) {
 	}
 }
 
-// sort reads the ClientHello and sends the connection where its server name belongs.
-func (s *sniListener) sort(c net.Conn, t *certTable) {
+// sort reads the ClientHello and sends the connection where its server name belongs,
+// by the routing in force once the hello has arrived.
+func (s *sniListener) sort(c net.Conn) {
 	_ = c.SetReadDeadline(time.Now().Add(helloTimeout))
 	sni, hello, err := peekClientHello(c)
 	if err != nil {
@@ -210,99 +200,134 @@ func (s *sniListener) sort(c net.Conn, t *certTable) {
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	conn := &prefixConn{Conn: c, prefix: hello}
-	l := t.listener(sni)
+	t := s.certs.p.Load()
+	var l *tlsListener
+	if t != nil {
+		l = t.listener(sni)
+	}
 	switch {
 	case l == nil || l.unavailable:
 		c.Close()
 	case !l.tlsProto && l.mode == ir.TLSTerminate:
 		s.handOver(tls.Server(conn, s.httpCfg))
 	case l.mode == ir.TLSPassthrough:
-		s.forward(conn, l.route(strings.ToLower(sni)))
+		s.fwd.forward(conn, c, l.route(strings.ToLower(sni)))
 	default: // TLS listener, Terminate mode
 		tc := tls.Server(conn, &tls.Config{
 			MinVersion: tls.VersionTLS12,
 			GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
-				return s.certificate(h, true)
+				return certificate(t, h, true)
 			},
 		})
 		_ = tc.SetDeadline(time.Now().Add(helloTimeout))
 		if err := tc.Handshake(); err != nil {
-			tc.Close()
+			c.Close()
 			return
 		}
 		_ = tc.SetDeadline(time.Time{})
-		s.forward(tc, l.route(strings.ToLower(sni)))
+		s.fwd.forward(tc, c, l.route(strings.ToLower(sni)))
 	}
 }
 
-// forward connects the client to a backend of the route and copies both ways until
-// either side ends.
-func (s *sniListener) forward(client net.Conn, r *l4Route) {
+// streamForwarder connects clients to TCP backends and keeps track of the forwarded
+// connections, so that they end with their socket.
+type streamForwarder struct {
+	dialTimeout time.Duration
+	log         *slog.Logger
+
+	mu     sync.Mutex
+	open   map[net.Conn]struct{} // the raw client and backend connections
+	closed bool
+}
+
+func newStreamForwarder(dialTimeout time.Duration, log *slog.Logger) *streamForwarder {
+	if dialTimeout <= 0 {
+		dialTimeout = 5 * time.Second
+	}
+	return &streamForwarder{dialTimeout: dialTimeout, log: log, open: map[net.Conn]struct{}{}}
+}
+
+// forward connects client (raw is its TCP connection, under any TLS) to a backend of
+// the route and copies both ways until both sides end, or either fails.
+func (f *streamForwarder) forward(client, raw net.Conn, r *l4Route) {
 	var cl *upstream.Cluster
 	if r != nil {
 		cl = r.pick()
 	}
 	if cl == nil || cl.Invalid != "" {
-		client.Close()
+		raw.Close()
 		return
 	}
-	up, err := net.DialTimeout("tcp", mustPick(cl), s.dialTimeout)
+	ep, err := cl.Pick()
+	var up net.Conn
+	if err == nil {
+		up, err = net.DialTimeout("tcp", ep, f.dialTimeout)
+	}
 	if err != nil {
-		s.log.Debug("TLS route backend unreachable", "route", r.name, "cluster", cl.Name, "error", err)
-		client.Close()
+		f.log.Debug("route backend unreachable", "route", r.name, "cluster", cl.Name, "error", err)
+		raw.Close()
 		return
 	}
-	if !s.track(client, up) {
-		client.Close()
+	if !f.track(raw, up) {
+		raw.Close()
 		up.Close()
 		return
 	}
-	defer s.untrack(client, up)
+	defer f.untrack(raw, up)
 	var wg sync.WaitGroup
-	wg.Go(func() { pipe(up, client) })
-	pipe(client, up)
+	wg.Go(func() { pipe(up, client, raw) })
+	pipe(client, up, up)
 	wg.Wait()
 }
 
-// mustPick is the cluster's next endpoint ("" when it has none, which fails the dial).
-func mustPick(c *upstream.Cluster) string {
-	ep, _ := c.Pick()
-	return ep
-}
-
-// pipe copies src to dst, then closes dst for writing (or entirely) so the other
-// direction sees the end.
-func pipe(dst, src net.Conn) {
-	_, _ = io.Copy(dst, src)
-	type closeWriter interface{ CloseWrite() error }
-	if cw, ok := dst.(closeWriter); ok {
+// pipe copies src to dst, then half-closes dst so the other direction sees the end. An
+// error (a reset, a closed connection) ends both directions: kill is closed.
+func pipe(dst, src, kill net.Conn) {
+	if _, err := io.Copy(dst, src); err != nil {
+		kill.Close()
+		_ = dst.Close()
+		return
+	}
+	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	} else {
 		_ = dst.Close()
 	}
-	// Reading from src is over; the other direction ends when its source does.
-	if cr, ok := src.(interface{ CloseRead() error }); ok {
-		_ = cr.CloseRead()
-	}
 }
 
-func (s *sniListener) track(cs ...net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+func (f *streamForwarder) track(cs ...net.Conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
 		return false
 	}
 	for _, c := range cs {
-		s.l4[c] = struct{}{}
+		f.open[c] = struct{}{}
 	}
 	return true
 }
 
-func (s *sniListener) untrack(cs ...net.Conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (f *streamForwarder) untrack(cs ...net.Conn) {
+	f.mu.Lock()
 	for _, c := range cs {
-		delete(s.l4, c)
+		delete(f.open, c)
+	}
+	f.mu.Unlock()
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
+// closeAll ends every forwarded connection; later ones are refused.
+func (f *streamForwarder) closeAll() {
+	f.mu.Lock()
+	f.closed = true
+	open := make([]net.Conn, 0, len(f.open))
+	for c := range f.open {
+		open = append(open, c)
+	}
+	f.mu.Unlock()
+	for _, c := range open {
 		c.Close()
 	}
 }

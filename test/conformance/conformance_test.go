@@ -11,8 +11,9 @@
 //
 //	PORTICO_CONFORMANCE_MODE    "full" (default: profiles HTTP, GRPC and TLS with the
 //	                            features the GatewayClass claims) or "core" (GATEWAY-HTTP
-//	                            core features only; no report unless REPORT is set)
-//	PORTICO_CONFORMANCE_REPORT  where the report goes ("full": conformance/report.yaml)
+//	                            core features only)
+//	PORTICO_CONFORMANCE_REPORT  where the suite's report goes (none if unset; "make
+//	                            conformance" sets conformance/report.yaml)
 //	PORTICO_CONFORMANCE_RUN     one test to run (its ShortName), for debugging
 //	PORTICO_CONFORMANCE_SKIP    tests to skip, comma-separated
 //	PORTICO_CONFORMANCE_DEBUG   "1": the suite's debug output
@@ -140,7 +141,6 @@ func TestConformance(t *testing.T) {
 		opts.ConformanceProfiles = []suite.ConformanceProfileName{
 			suite.GatewayHTTPConformanceProfileName, suite.GatewayGRPCConformanceProfileName, suite.GatewayTLSConformanceProfileName,
 		}
-		opts.ReportOutputPath = filepath.Join(kube.RepoRoot(), "conformance", "report.yaml")
 	case "core":
 		opts.ConformanceProfiles = []suite.ConformanceProfileName{suite.GatewayHTTPConformanceProfileName}
 		opts.SupportedFeatures = features.SetsToNamesSet(features.GatewayCoreFeatures, features.HTTPRouteCoreFeatures, features.ReferenceGrantCoreFeatures).UnsortedList()

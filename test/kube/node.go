@@ -21,9 +21,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -69,6 +71,7 @@ type Node struct {
 	mu      sync.Mutex
 	running map[string]*podRun // by namespace/name
 	usedIPs map[netip.Addr]bool
+	nextIP  netip.Addr
 	stopped bool
 }
 
@@ -109,8 +112,7 @@ type podRun struct {
 
 // container is one container's process and its captured output.
 type container struct {
-	name   string
-	launch func() error
+	name string
 
 	mu    sync.Mutex
 	cmd   *exec.Cmd
@@ -124,8 +126,6 @@ func (c *container) stopping() bool {
 	defer c.mu.Unlock()
 	return c.halt
 }
-
-func (c *container) relaunch() error { return c.launch() }
 
 // stop ends the process group with SIGTERM, then SIGKILL after five seconds.
 func (c *container) stop() {
@@ -152,7 +152,10 @@ type logLine struct {
 
 var errCannotRun = errors.New("this node cannot run image")
 
-var bridgeNamed = regexp.MustCompile(`^pbr-(\d+)$`)
+var (
+	bridgeNamed = regexp.MustCompile(`^pbr(\d+)-\d+$`)
+	bridgeSeq   atomic.Uint32
+)
 
 // StartNode registers the Node, creates its bridge and kubelet endpoint, and starts
 // running pods. Stop undoes all of it.
@@ -226,7 +229,7 @@ func StartNode(ctx context.Context, cfg *rest.Config, o NodeOptions) (_ *Node, e
 func (n *Node) makeBridge() error {
 	netnsMu.Lock()
 	defer netnsMu.Unlock()
-	n.bridge = "pbr-" + strconv.Itoa(os.Getpid())
+	name := fmt.Sprintf("pbr%d-%d", os.Getpid(), bridgeSeq.Add(1))
 	for third := 0; ; third++ {
 		if third == 256 {
 			return errors.New("no free /24 in 10.251.0.0/16 for the pods' bridge")
@@ -239,8 +242,11 @@ func (n *Node) makeBridge() error {
 		}
 	}
 	n.HostIP = n.Subnet.Addr().Next()
+	if out, err := exec.Command("ip", "link", "add", name, "type", "bridge").CombinedOutput(); err != nil {
+		return fmt.Errorf("ip link add %s type bridge: %v: %s", name, err, out)
+	}
+	n.bridge = name // Stop removes it from here on
 	for _, s := range [][]string{
-		{"link", "add", n.bridge, "type", "bridge"},
 		{"addr", "add", n.HostIP.String() + "/24", "dev", n.bridge},
 		{"link", "set", n.bridge, "up"},
 	} {
@@ -521,9 +527,9 @@ func (n *Node) startPod(ctx context.Context, pod *corev1.Pod) (_ *podRun, err er
 		if err != nil {
 			return nil, fmt.Errorf("container %s: %w", c.Name, err)
 		}
-		args := progs[i].Args
+		args := slices.Clone(progs[i].Args) // never write into the informer's pod
 		if args == nil {
-			args = c.Args
+			args = slices.Clone(c.Args)
 		}
 		rewrite := pathRewriter(c, mounts)
 		for j := range env {
@@ -557,10 +563,21 @@ func (n *Node) startPod(ctx context.Context, pod *corev1.Pod) (_ *podRun, err er
 	return run, nil
 }
 
+// allocIP hands out the bridge's addresses round robin, so that an address just freed
+// is the last to be reused (the host's neighbour entry for it may still name the old
+// pod's link).
 func (n *Node) allocIP() (netip.Addr, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for a := n.HostIP.Next(); n.Subnet.Contains(a) && a.As4()[3] != 255; a = a.Next() {
+	first, last := n.HostIP.Next(), n.Subnet.Addr().As4()
+	last[3] = 254
+	size := int(netip.AddrFrom4(last).As4()[3]) - int(first.As4()[3]) + 1
+	for range size {
+		a := n.nextIP
+		if !a.IsValid() || !n.Subnet.Contains(a) || a.As4()[3] > 254 {
+			a = first
+		}
+		n.nextIP = a.Next()
 		if !n.usedIPs[a] {
 			n.usedIPs[a] = true
 			return a, nil
@@ -575,25 +592,34 @@ func (n *Node) makePodNetwork(run *podRun) error {
 	id := make([]byte, 3)
 	_, _ = rand.Read(id)
 	tag := hex.EncodeToString(id)
-	run.netns = fmt.Sprintf("portico-%d-%s", os.Getpid(), tag)
+	name := fmt.Sprintf("portico-%d-%s", os.Getpid(), tag)
 	host, peer := "pvh"+tag, "pvp"+tag
+	ip := func(args ...string) error {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	if err := ip("netns", "add", name); err != nil {
+		return err
+	}
+	run.netns = name // cleanup removes it from here on (and the veth end inside it)
+	if err := ip("link", "add", host, "type", "veth", "peer", "name", peer); err != nil {
+		return err
+	}
 	for _, s := range [][]string{
-		{"netns", "add", run.netns},
-		{"link", "add", host, "type", "veth", "peer", "name", peer},
-		{"link", "set", peer, "netns", run.netns},
+		{"link", "set", peer, "netns", name},
 		{"link", "set", host, "master", n.bridge},
 		{"link", "set", host, "up"},
-		{"-n", run.netns, "link", "set", peer, "name", "eth0"},
-		{"-n", run.netns, "addr", "add", run.ip.String() + "/24", "dev", "eth0"},
-		{"-n", run.netns, "link", "set", "eth0", "up"},
-		{"-n", run.netns, "link", "set", "lo", "up"},
-		{"-n", run.netns, "route", "add", "default", "via", n.HostIP.String()},
+		{"-n", name, "link", "set", peer, "name", "eth0"},
+		{"-n", name, "addr", "add", run.ip.String() + "/24", "dev", "eth0"},
+		{"-n", name, "link", "set", "eth0", "up"},
+		{"-n", name, "link", "set", "lo", "up"},
+		{"-n", name, "route", "add", "default", "via", n.HostIP.String()},
 	} {
-		if out, err := exec.Command("ip", s...).CombinedOutput(); err != nil {
-			if s[0] == "link" && s[1] == "add" {
-				_ = exec.Command("ip", "link", "del", host).Run()
-			}
-			return fmt.Errorf("ip %s: %v: %s", strings.Join(s, " "), err, out)
+		if err := ip(s...); err != nil {
+			_ = exec.Command("ip", "link", "del", host).Run() // the pair, wherever its peer is
+			return err
 		}
 	}
 	return nil
@@ -834,11 +860,15 @@ func (n *Node) startContainer(run *podRun, name, path string, args, env []string
 		return nil, err
 	}
 	c := &container{name: name}
-	launch := func() error {
+	var logMu sync.Mutex // the log file, written by each launch's reader
+	var launch func() error
+	launch = func() error {
 		cmd := exec.Command("ip", append([]string{"netns", "exec", run.netns, path}, args...)...)
 		cmd.Env = env
 		cmd.Dir = run.dir
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		// A descendant that keeps the output open must not keep Wait (and so stop) waiting.
+		cmd.WaitDelay = 2 * time.Second
 		pr, pw := io.Pipe()
 		cmd.Stdout, cmd.Stderr = pw, pw
 		if err := cmd.Start(); err != nil {
@@ -853,45 +883,62 @@ func (n *Node) startContainer(run *podRun, name, path string, args, env []string
 		if halted { // stopped while restarting
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		}
+		read := make(chan struct{})
 		go func() {
-			sc := bufio.NewScanner(pr)
-			sc.Buffer(make([]byte, 64<<10), 1<<20)
-			for sc.Scan() {
-				line := logLine{at: time.Now(), text: sc.Text()}
-				_, _ = fmt.Fprintf(logFile, "%s %s\n", line.at.UTC().Format(time.RFC3339Nano), line.text)
-				c.mu.Lock()
-				if len(c.lines) >= 100000 {
-					c.lines = append(c.lines[:0], c.lines[50000:]...)
+			defer close(read)
+			br := bufio.NewReaderSize(pr, 64<<10)
+			for {
+				text, err := br.ReadString('\n')
+				if text != "" {
+					text = strings.TrimSuffix(text, "\n")
+					if len(text) > 1<<20 {
+						text = text[:1<<20] + " [line truncated]"
+					}
+					line := logLine{at: time.Now(), text: text}
+					logMu.Lock()
+					_, _ = fmt.Fprintf(logFile, "%s %s\n", line.at.UTC().Format(time.RFC3339Nano), line.text)
+					logMu.Unlock()
+					c.mu.Lock()
+					if len(c.lines) >= 100000 {
+						c.lines = append(c.lines[:0], c.lines[50000:]...)
+					}
+					c.lines = append(c.lines, line)
+					c.mu.Unlock()
 				}
-				c.lines = append(c.lines, line)
-				c.mu.Unlock()
+				if err != nil {
+					return
+				}
 			}
-			_, _ = io.Copy(io.Discard, pr)
 		}()
 		go func() {
 			err := cmd.Wait()
 			pw.Close()
+			<-read
 			close(done)
-			n.mu.Lock()
-			alive := !n.stopped && !c.stopping()
-			n.mu.Unlock()
-			if !alive {
-				logFile.Close()
-				return
-			}
-			n.o.Log("node: container %s of %s exited (%v); restarting", name, run.netns, err)
-			time.Sleep(time.Second)
-			if c.stopping() {
-				logFile.Close()
-				return
-			}
-			if err := c.relaunch(); err != nil {
-				n.o.Log("node: restarting %s: %v", name, err)
+			// Restart while the pod runs, with a growing pause; the log file closes
+			// once the container is stopped for good.
+			for pause := time.Second; ; pause = min(2*pause, 30*time.Second) {
+				n.mu.Lock()
+				alive := !n.stopped && !c.stopping()
+				n.mu.Unlock()
+				if !alive {
+					logMu.Lock()
+					logFile.Close()
+					logMu.Unlock()
+					return
+				}
+				n.o.Log("node: container %s of %s ended (%v); restarting in %s", name, run.netns, err, pause)
+				time.Sleep(pause)
+				if c.stopping() {
+					continue
+				}
+				if err = launch(); err == nil {
+					return
+				}
 			}
 		}()
 		return nil
 	}
-	c.launch = launch
 	if err := launch(); err != nil {
 		logFile.Close()
 		return nil, err
@@ -999,6 +1046,7 @@ func (n *Node) cleanup(run *podRun) {
 		_ = exec.Command("ip", "netns", "del", run.netns).Run()
 	}
 	if run.ip.IsValid() {
+		_ = exec.Command("ip", "neigh", "del", run.ip.String(), "dev", n.bridge).Run()
 		n.mu.Lock()
 		delete(n.usedIPs, run.ip)
 		n.mu.Unlock()

@@ -225,9 +225,10 @@ func TestNodeRunsDeploymentPods(t *testing.T) {
 		}
 	}
 
+	bridge := node.bridge
 	node.Stop()
 	nodeStopped = true
-	if out, _ := exec.Command("ip", "link", "show", "pbr-"+fmt.Sprint(os.Getpid())).CombinedOutput(); !strings.Contains(string(out), "does not exist") {
+	if out, _ := exec.Command("ip", "link", "show", bridge).CombinedOutput(); !strings.Contains(string(out), "does not exist") {
 		t.Fatalf("bridge still there after Stop: %s", out)
 	}
 }
