@@ -34,7 +34,7 @@ bench:
 
 # The official Gateway API conformance suite (sigs.k8s.io/gateway-api/conformance v1.6.3)
 # on a local API server, controller manager and node agent (test/conformance): profiles
-# GATEWAY-HTTP, GATEWAY-GRPC and GATEWAY-TLS with the features the GatewayClass claims;
+# GATEWAY-HTTP, -GRPC, -TLS, -TCP and -UDP with the features the GatewayClass claims;
 # writes conformance/report.yaml. Needs root (network namespaces).
 .PHONY: conformance conformance-core
 conformance:

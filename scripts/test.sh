@@ -129,11 +129,11 @@ run_tests() {
 }
 
 # The official Gateway API conformance suite (test/conformance): every profile Portico
-# runs (GATEWAY-HTTP, GATEWAY-GRPC, GATEWAY-TLS) with the features its GatewayClass
+# runs (GATEWAY-HTTP, -GRPC, -TLS, -TCP, -UDP) with the features its GatewayClass
 # claims, so that a claim that stops passing fails CI. The report goes to a temporary
 # file; "make conformance" rewrites the committed conformance/report.yaml.
 run_conformance_ci() {
-	section "Gateway API conformance: GATEWAY-HTTP, GATEWAY-GRPC, GATEWAY-TLS"
+	section "Gateway API conformance: GATEWAY-HTTP, -GRPC, -TLS, -TCP, -UDP"
 	local report rc=0
 	report=$(mktemp --suffix .yaml)
 	PORTICO_CONFORMANCE_REPORT=$report go test -tags conformance -count=1 -timeout 30m ./test/conformance/ || rc=$?
@@ -151,7 +151,7 @@ run_conformance_core() {
 # Every profile with the features Portico claims; writes conformance/report.yaml and the
 # whole output to conformance/last-run.log (ignored).
 run_conformance_full() {
-	section "Gateway API conformance: GATEWAY-HTTP, GATEWAY-GRPC, GATEWAY-TLS"
+	section "Gateway API conformance: GATEWAY-HTTP, -GRPC, -TLS, -TCP, -UDP"
 	local rc=0
 	PORTICO_CONFORMANCE_REPORT=$ROOT/conformance/report.yaml \
 		go test -tags conformance -count=1 -timeout 60m -v ./test/conformance/ >conformance/last-run.log 2>&1 || rc=$?

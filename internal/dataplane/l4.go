@@ -318,6 +318,13 @@ func (f *streamForwarder) untrack(cs ...net.Conn) {
 	}
 }
 
+// count is how many connections (client and backend sides) are open.
+func (f *streamForwarder) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.open)
+}
+
 // closeAll ends every forwarded connection; later ones are refused.
 func (f *streamForwarder) closeAll() {
 	f.mu.Lock()

@@ -126,6 +126,7 @@ type socketKey struct {
 	address string
 	port    uint32
 	tls     bool
+	stream  ir.Protocol // TCP or UDP for stream listeners; empty for HTTP and TLS ports
 }
 
 func (k socketKey) String() string {
@@ -140,6 +141,7 @@ type socket struct {
 	srv     httpServer
 	handler *proxy.Handler
 	certs   *certStore             // TLS ports only
+	route   *routeStore            // TCP and UDP ports only (handler is nil there)
 	conns   *telemetry.ConnCounter // nil with metrics off
 	served  chan struct{}
 }
@@ -157,6 +159,7 @@ type compiledPort struct {
 	gateway   string
 	table     *proxy.Table
 	certs     *certTable
+	route     *l4Route                  // TCP and UDP ports
 	metrics   []*telemetry.RouteMetrics // of every route, to retain their series
 	listeners []string                  // IR names, and "gateway/" for requests no listener takes
 }
@@ -220,7 +223,12 @@ func (s *Server) Apply(cfg *ir.Config) error {
 		if sock == nil {
 			sock = fresh[key]
 		}
-		sock.handler.Store(cp.table)
+		if sock.handler != nil {
+			sock.handler.Store(cp.table)
+		}
+		if sock.route != nil {
+			sock.route.p.Store(cp.route)
+		}
 		if sock.certs != nil {
 			sock.certs.store(cp.certs)
 		}
@@ -268,6 +276,20 @@ func (s *Server) compile(cfg *ir.Config, clusters upstream.Set) (map[socketKey]*
 			case ir.ProtocolHTTP:
 			case ir.ProtocolTLS:
 				isTLS = true
+			case ir.ProtocolTCP, ir.ProtocolUDP:
+				cp := &compiledPort{gateway: g.Name, listeners: []string{g.Name + "/"},
+					route: streamRoute(p, func(rs []ir.L4Route) []l4Route { return compileL4Routes(rs, clusters) })}
+				for li := range p.Listeners {
+					cp.listeners = append(cp.listeners, p.Listeners[li].Name)
+				}
+				for _, a := range addrs {
+					key := socketKey{address: a, port: p.Number, stream: p.Protocol}
+					if prev, dup := out[key]; dup {
+						return nil, fmt.Errorf("gateways %s and %s both bind %s/%s", prev.gateway, g.Name, key, p.Protocol)
+					}
+					out[key] = cp
+				}
+				continue
 			default:
 				s.log.Warn("port protocol not served by this data plane yet; skipped", "gateway", g.Name, "port", p.Number, "protocol", p.Protocol)
 				continue
@@ -305,6 +327,9 @@ func (s *Server) compile(cfg *ir.Config, clusters upstream.Set) (map[socketKey]*
 }
 
 func (s *Server) bind(key socketKey, gateway string) (*socket, error) {
+	if key.stream != "" {
+		return s.bindStream(key, gateway)
+	}
 	ln, err := net.Listen("tcp", key.String())
 	if err != nil {
 		return nil, fmt.Errorf("gateway %s: bind %s: %w", gateway, key, err)
@@ -356,6 +381,32 @@ func (s *Server) bind(key socketKey, gateway string) (*socket, error) {
 	return sock, nil
 }
 
+// bindStream binds a TCP or UDP port of stream listeners.
+func (s *Server) bindStream(key socketKey, gateway string) (*socket, error) {
+	log := s.log.With("gateway", gateway, "address", key.String(), "protocol", key.stream)
+	sock := &socket{key: key, gateway: gateway, route: &routeStore{}, served: make(chan struct{})}
+	if key.stream == ir.ProtocolUDP {
+		pc, err := net.ListenPacket("udp", key.String())
+		if err != nil {
+			return nil, fmt.Errorf("gateway %s: bind %s/udp: %w", gateway, key, err)
+		}
+		sock.ln = newPacketListener(pc)
+		sock.srv = newUDPServer(pc, sock.route, log)
+		return sock, nil
+	}
+	ln, err := net.Listen("tcp", key.String())
+	if err != nil {
+		return nil, fmt.Errorf("gateway %s: bind %s: %w", gateway, key, err)
+	}
+	if m := s.metrics(); m != nil {
+		sock.conns = m.Connections(gateway, key.String())
+		ln = countingListener{Listener: ln, open: sock.conns}
+	}
+	sock.ln = ln
+	sock.srv = newTCPServer(sock.route, s.opts.Upstream.DialTimeout, log)
+	return sock, nil
+}
+
 func (s *Server) serve(sock *socket) {
 	go func() {
 		defer close(sock.served)
@@ -376,7 +427,9 @@ func (s *Server) drain(sock *socket) {
 			sock.srv.Close()
 		}
 		<-sock.served
-		sock.handler.Close()
+		if sock.handler != nil {
+			sock.handler.Close()
+		}
 		s.forgetSocket(sock)
 	}()
 }
@@ -424,7 +477,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				errs <- err
 			}
 			<-sock.served
-			sock.handler.Close()
+			if sock.handler != nil {
+				sock.handler.Close()
+			}
 			s.forgetSocket(sock)
 		}()
 	}

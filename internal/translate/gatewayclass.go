@@ -53,9 +53,11 @@ var SupportedFeatures = []gwv1.FeatureName{
 	"HTTPRouteRetryConnectionError",
 	"HTTPRouteSchemeRedirect",
 	"ReferenceGrant",
+	"TCPRoute",
 	"TLSRoute",
 	"TLSRouteModeMixed",
 	"TLSRouteModeTerminate",
+	"UDPRoute",
 }
 
 func (t *translator) translateGatewayClasses() {

@@ -9,7 +9,7 @@
 //
 // Environment:
 //
-//	PORTICO_CONFORMANCE_MODE    "full" (default: profiles HTTP, GRPC and TLS with the
+//	PORTICO_CONFORMANCE_MODE    "full" (default: profiles HTTP, GRPC, TLS, TCP, UDP with the
 //	                            features the GatewayClass claims) or "core" (GATEWAY-HTTP
 //	                            core features only)
 //	PORTICO_CONFORMANCE_REPORT  where the suite's report goes (none if unset; "make
@@ -140,6 +140,7 @@ func TestConformance(t *testing.T) {
 		}
 		opts.ConformanceProfiles = []suite.ConformanceProfileName{
 			suite.GatewayHTTPConformanceProfileName, suite.GatewayGRPCConformanceProfileName, suite.GatewayTLSConformanceProfileName,
+			suite.GatewayTCPConformanceProfileName, suite.GatewayUDPConformanceProfileName,
 		}
 	case "core":
 		opts.ConformanceProfiles = []suite.ConformanceProfileName{suite.GatewayHTTPConformanceProfileName}

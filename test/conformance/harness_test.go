@@ -55,6 +55,11 @@ func programs(p programPaths) func(*corev1.Pod, *corev1.Container) (kube.Program
 		}
 		switch {
 		case strings.HasSuffix(repo, "/echo-basic"), strings.HasSuffix(repo, "/echo-advanced"):
+			for _, e := range c.Env {
+				if e.Name == "UDP_ECHO_SERVER" && e.Value != "" {
+					return kube.Program{Path: p.echo}, true // UDP only: nothing to connect to
+				}
+			}
 			return kube.Program{Path: p.echo, ReadyPort: 3000}, true
 		case strings.HasSuffix(repo, "/coredns"):
 			return kube.Program{Path: p.dns, Args: []string{"-addr", ":53"}}, true

@@ -1,0 +1,274 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/portico-gw/portico/internal/ir"
+)
+
+// Stream ports (TCP and UDP listeners) forward to the first route of the port: the IR
+// orders a listener's L4Routes oldest first, and only the first receives traffic.
+
+// streamRoute finds the route a TCP or UDP port serves: the first route of the first
+// listener that has one (nil: connections are closed, datagrams dropped).
+func streamRoute(p *ir.Port, compile func([]ir.L4Route) []l4Route) *l4Route {
+	for i := range p.Listeners {
+		if l := &p.Listeners[i]; len(l.L4Routes) > 0 && l.Unavailable == "" {
+			r := compile(l.L4Routes[:1])
+			return &r[0]
+		}
+	}
+	return nil
+}
+
+// routeStore is a stream socket's current route, swapped by Apply.
+type routeStore struct {
+	p atomic.Pointer[l4Route]
+}
+
+// tcpServer serves a TCP port: each connection is forwarded to a backend of the port's
+// route, chosen by weight.
+type tcpServer struct {
+	route *routeStore
+	fwd   *streamForwarder
+	log   *slog.Logger
+
+	mu sync.Mutex
+	ln net.Listener
+}
+
+func newTCPServer(route *routeStore, dialTimeout time.Duration, log *slog.Logger) *tcpServer {
+	return &tcpServer{route: route, fwd: newStreamForwarder(dialTimeout, log), log: log}
+}
+
+func (s *tcpServer) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	s.ln = ln
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return http.ErrServerClosed
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed; retrying", "error", err, "in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		go s.fwd.forward(c, c, s.route.p.Load())
+	}
+}
+
+// Shutdown stops accepting and waits until the forwarded connections end or ctx is
+// done; then it closes what is left and returns ctx's error.
+func (s *tcpServer) Shutdown(ctx context.Context) error {
+	s.closeListener()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for s.fwd.count() > 0 {
+		select {
+		case <-ctx.Done():
+			s.fwd.closeAll()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	s.fwd.closeAll()
+	return nil
+}
+
+func (s *tcpServer) Close() error {
+	s.closeListener()
+	s.fwd.closeAll()
+	return nil
+}
+
+func (s *tcpServer) closeListener() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		s.ln.Close()
+	}
+}
+
+// udpIdleTimeout ends a UDP session (and frees its backend socket) after this long
+// without a datagram either way.
+const udpIdleTimeout = 60 * time.Second
+
+// udpServer serves a UDP port. Each client address is a session with a socket of its
+// own towards one backend (chosen by weight when the session starts): datagrams from
+// the client go to that backend, and the backend's replies go back to the client from
+// the Gateway's address.
+type udpServer struct {
+	route *routeStore
+	pc    net.PacketConn
+	log   *slog.Logger
+	idle  time.Duration
+
+	mu       sync.Mutex
+	sessions map[string]*udpSession
+	closed   bool
+}
+
+type udpSession struct {
+	up   net.Conn
+	last atomic.Int64 // unix nanoseconds of the last datagram either way
+}
+
+func newUDPServer(pc net.PacketConn, route *routeStore, log *slog.Logger) *udpServer {
+	return &udpServer{route: route, pc: pc, log: log, idle: udpIdleTimeout, sessions: map[string]*udpSession{}}
+}
+
+func (s *udpServer) Serve(net.Listener) error {
+	buf := make([]byte, 64<<10)
+	for {
+		n, from, err := s.pc.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return http.ErrServerClosed
+			}
+			s.log.Warn("UDP read failed", "error", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		sess := s.session(from)
+		if sess == nil {
+			continue // no route or backend: dropped
+		}
+		sess.last.Store(time.Now().UnixNano())
+		if _, err := sess.up.Write(buf[:n]); err != nil {
+			s.log.Debug("UDP backend write failed", "error", err)
+		}
+	}
+}
+
+// session finds or starts the client's session.
+func (s *udpServer) session(from net.Addr) *udpSession {
+	key := from.String()
+	s.mu.Lock()
+	sess := s.sessions[key]
+	s.mu.Unlock()
+	if sess != nil {
+		return sess
+	}
+	r := s.route.p.Load()
+	if r == nil {
+		return nil
+	}
+	cl := r.pick()
+	if cl == nil || cl.Invalid != "" {
+		return nil
+	}
+	ep, err := cl.Pick()
+	if err != nil {
+		return nil
+	}
+	up, err := net.Dial("udp", ep)
+	if err != nil {
+		s.log.Debug("UDP backend unreachable", "route", r.name, "cluster", cl.Name, "error", err)
+		return nil
+	}
+	sess = &udpSession{up: up}
+	sess.last.Store(time.Now().UnixNano()) // before replies reads it for its first deadline
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		up.Close()
+		return nil
+	}
+	s.sessions[key] = sess
+	s.mu.Unlock()
+	go s.replies(key, from, sess)
+	return sess
+}
+
+// replies copies the backend's datagrams back to the client until the session idles
+// out or the server closes.
+func (s *udpServer) replies(key string, client net.Addr, sess *udpSession) {
+	defer func() {
+		s.mu.Lock()
+		if s.sessions[key] == sess {
+			delete(s.sessions, key)
+		}
+		s.mu.Unlock()
+		sess.up.Close()
+	}()
+	buf := make([]byte, 64<<10)
+	for {
+		last := time.Unix(0, sess.last.Load())
+		_ = sess.up.SetReadDeadline(last.Add(s.idle))
+		n, err := sess.up.Read(buf)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && time.Since(time.Unix(0, sess.last.Load())) < s.idle {
+				continue // the client spoke meanwhile
+			}
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// An ICMP unreachable from the backend surfaces here; keep the session for
+			// the client's next datagram.
+			if time.Since(last) >= s.idle {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		sess.last.Store(time.Now().UnixNano())
+		if _, err := s.pc.WriteTo(buf[:n], client); err != nil && errors.Is(err, net.ErrClosed) {
+			return
+		}
+	}
+}
+
+// Shutdown and Close stop reading and end every session: UDP has nothing to drain.
+func (s *udpServer) Shutdown(context.Context) error { return s.Close() }
+
+func (s *udpServer) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	ups := make([]net.Conn, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		ups = append(ups, sess.up)
+	}
+	s.mu.Unlock()
+	err := s.pc.Close()
+	for _, up := range ups {
+		up.Close()
+	}
+	return err
+}
+
+// packetListener lets a UDP socket sit where the sockets keep a net.Listener (its
+// address, and closing it); nothing is ever accepted from it.
+type packetListener struct {
+	pc   net.PacketConn
+	once sync.Once
+	done chan struct{}
+}
+
+func newPacketListener(pc net.PacketConn) *packetListener {
+	return &packetListener{pc: pc, done: make(chan struct{})}
+}
+
+func (l *packetListener) Accept() (net.Conn, error) {
+	<-l.done
+	return nil, net.ErrClosed
+}
+
+func (l *packetListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return l.pc.Close()
+}
+
+func (l *packetListener) Addr() net.Addr { return l.pc.LocalAddr() }
