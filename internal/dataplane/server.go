@@ -403,7 +403,7 @@ func (s *Server) bindStream(key socketKey, gateway string) (*socket, error) {
 		ln = countingListener{Listener: ln, open: sock.conns}
 	}
 	sock.ln = ln
-	sock.srv = newTCPServer(sock.route, s.opts.Upstream.DialTimeout, log)
+	sock.srv = newTCPServer(ln, sock.route, s.opts.Upstream.DialTimeout, log)
 	return sock, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/portico-gw/portico/internal/ir"
@@ -40,18 +41,16 @@ type tcpServer struct {
 	fwd   *streamForwarder
 	log   *slog.Logger
 
-	mu sync.Mutex
-	ln net.Listener
+	ln net.Listener // known from the start, so a Shutdown before Serve still closes it
 }
 
-func newTCPServer(route *routeStore, dialTimeout time.Duration, log *slog.Logger) *tcpServer {
-	return &tcpServer{route: route, fwd: newStreamForwarder(dialTimeout, log), log: log}
+func newTCPServer(ln net.Listener, route *routeStore, dialTimeout time.Duration, log *slog.Logger) *tcpServer {
+	return &tcpServer{ln: ln, route: route, fwd: newStreamForwarder(dialTimeout, log), log: log}
 }
 
-func (s *tcpServer) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	s.ln = ln
-	s.mu.Unlock()
+// Serve accepts on the listener given to newTCPServer (ln is the same one).
+func (s *tcpServer) Serve(net.Listener) error {
+	ln := s.ln
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
@@ -93,17 +92,17 @@ func (s *tcpServer) Close() error {
 	return nil
 }
 
-func (s *tcpServer) closeListener() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln != nil {
-		s.ln.Close()
-	}
-}
+func (s *tcpServer) closeListener() { s.ln.Close() }
 
-// udpIdleTimeout ends a UDP session (and frees its backend socket) after this long
-// without a datagram either way.
-const udpIdleTimeout = 60 * time.Second
+// UDP session limits: a session ends (and frees its backend socket) after
+// udpIdleTimeout without a datagram either way, or after udpUnansweredTimeout if the
+// backend never answered; a port keeps at most udpMaxSessions, and datagrams of new
+// clients beyond that are dropped.
+const (
+	udpIdleTimeout       = 60 * time.Second
+	udpUnansweredTimeout = 10 * time.Second
+	udpMaxSessions       = 16384
+)
 
 // udpServer serves a UDP port. Each client address is a session with a socket of its
 // own towards one backend (chosen by weight when the session starts): datagrams from
@@ -121,8 +120,17 @@ type udpServer struct {
 }
 
 type udpSession struct {
-	up   net.Conn
-	last atomic.Int64 // unix nanoseconds of the last datagram either way
+	up       net.Conn
+	last     atomic.Int64 // unix nanoseconds of the last datagram either way
+	answered atomic.Bool  // the backend has replied at least once
+}
+
+// timeout is how long the session may be quiet.
+func (u *udpSession) timeout(idle time.Duration) time.Duration {
+	if u.answered.Load() {
+		return idle
+	}
+	return min(idle, udpUnansweredTimeout)
 }
 
 func newUDPServer(pc net.PacketConn, route *routeStore, log *slog.Logger) *udpServer {
@@ -141,15 +149,35 @@ func (s *udpServer) Serve(net.Listener) error {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		sess := s.session(from)
-		if sess == nil {
-			continue // no route or backend: dropped
-		}
-		sess.last.Store(time.Now().UnixNano())
-		if _, err := sess.up.Write(buf[:n]); err != nil {
+		for try := 0; try < 2; try++ {
+			sess := s.session(from)
+			if sess == nil {
+				break // no route, no backend or too many sessions: dropped
+			}
+			sess.last.Store(time.Now().UnixNano())
+			_, err := sess.up.Write(buf[:n])
+			if err == nil {
+				break
+			}
+			// The session ended meanwhile (idle expiry) or its backend refuses (ICMP
+			// unreachable): drop it, and send this datagram on a fresh one.
 			s.log.Debug("UDP backend write failed", "error", err)
+			s.endSession(from.String(), sess)
+			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNREFUSED) {
+				break
+			}
 		}
 	}
+}
+
+// endSession removes a session (if it is still the client's) and closes its socket.
+func (s *udpServer) endSession(key string, sess *udpSession) {
+	s.mu.Lock()
+	if s.sessions[key] == sess {
+		delete(s.sessions, key)
+	}
+	s.mu.Unlock()
+	sess.up.Close()
 }
 
 // session finds or starts the client's session.
@@ -181,10 +209,19 @@ func (s *udpServer) session(from net.Addr) *udpSession {
 	sess = &udpSession{up: up}
 	sess.last.Store(time.Now().UnixNano()) // before replies reads it for its first deadline
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || len(s.sessions) >= udpMaxSessions {
+		full := !s.closed
 		s.mu.Unlock()
 		up.Close()
+		if full {
+			s.log.Debug("UDP sessions at their limit; datagram dropped", "limit", udpMaxSessions, "client", key)
+		}
 		return nil
+	}
+	if prev := s.sessions[key]; prev != nil { // another datagram of the client won the race
+		s.mu.Unlock()
+		up.Close()
+		return prev
 	}
 	s.sessions[key] = sess
 	s.mu.Unlock()
@@ -193,37 +230,27 @@ func (s *udpServer) session(from net.Addr) *udpSession {
 }
 
 // replies copies the backend's datagrams back to the client until the session idles
-// out or the server closes.
+// out, its backend refuses, or the server closes.
 func (s *udpServer) replies(key string, client net.Addr, sess *udpSession) {
-	defer func() {
-		s.mu.Lock()
-		if s.sessions[key] == sess {
-			delete(s.sessions, key)
-		}
-		s.mu.Unlock()
-		sess.up.Close()
-	}()
+	defer s.endSession(key, sess)
 	buf := make([]byte, 64<<10)
 	for {
 		last := time.Unix(0, sess.last.Load())
-		_ = sess.up.SetReadDeadline(last.Add(s.idle))
+		_ = sess.up.SetReadDeadline(last.Add(sess.timeout(s.idle)))
 		n, err := sess.up.Read(buf)
 		if err != nil {
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && time.Since(time.Unix(0, sess.last.Load())) < s.idle {
-				continue // the client spoke meanwhile
-			}
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, net.ErrClosed) {
+			if errors.As(err, &ne) && ne.Timeout() {
+				if time.Since(time.Unix(0, sess.last.Load())) < sess.timeout(s.idle) {
+					continue // the client spoke meanwhile
+				}
 				return
 			}
-			// An ICMP unreachable from the backend surfaces here; keep the session for
-			// the client's next datagram.
-			if time.Since(last) >= s.idle {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-			continue
+			// Closed, or the backend is gone (ICMP unreachable): the client's next
+			// datagram starts a new session, and picks a backend again.
+			return
 		}
+		sess.answered.Store(true)
 		sess.last.Store(time.Now().UnixNano())
 		if _, err := s.pc.WriteTo(buf[:n], client); err != nil && errors.Is(err, net.ErrClosed) {
 			return

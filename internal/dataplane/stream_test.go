@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -168,5 +169,74 @@ func TestUDPListenerSessions(t *testing.T) {
 	}
 	if got, err := udpAsk(t, c2, "gone"); err == nil {
 		t.Fatalf("after the port was removed: got %q", got)
+	}
+}
+
+// TestStreamPortsChangeKindAndShutDownAtOnce: a TCP port turned into a UDP one, and a
+// shutdown straight after an Apply, finish (a stream server closed before it started
+// serving must still stop).
+func TestStreamPortsChangeKindAndShutDownAtOnce(t *testing.T) {
+	clusters := []ir.Cluster{{Name: "a", Protocol: ir.UpstreamTCP, Endpoints: []ir.Endpoint{lineEcho(t, "a")}}}
+	route := ir.L4Route{Name: "tcproute/default/r/rule/0", Backends: []ir.Backend{{Cluster: "a", Weight: 1}}}
+	for i := range 50 {
+		port := freePort(t)
+		s := New(Options{DrainTimeout: time.Second})
+		if err := s.Apply(streamConfig(port, ir.ProtocolTCP, clusters, route)); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			if i%2 == 0 {
+				if err := s.Apply(streamConfig(port, ir.ProtocolUDP, clusters, route)); err != nil {
+					done <- err
+					return
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			done <- s.Shutdown(ctx)
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("round %d: %v", i, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("round %d: Apply or Shutdown hangs", i)
+		}
+	}
+}
+
+// TestUDPSessionLeavesARefusingBackend: a session whose backend answers with ICMP port
+// unreachable ends, and the client's next datagram picks a backend again.
+func TestUDPSessionLeavesARefusingBackend(t *testing.T) {
+	dead, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadPort := uint32(dead.LocalAddr().(*net.UDPAddr).Port)
+	dead.Close() // nothing listens there now: the kernel answers port unreachable
+	live := udpEcho(t, "live")
+	clusters := []ir.Cluster{{Name: "mixed", Protocol: ir.UpstreamUDP,
+		Endpoints: []ir.Endpoint{{Address: "127.0.0.1", Port: deadPort}, live}}}
+	port := freePort(t)
+	startServer(t, Options{}, streamConfig(port, ir.ProtocolUDP, clusters,
+		ir.L4Route{Name: "udproute/default/r/rule/0", Backends: []ir.Backend{{Cluster: "mixed", Weight: 1}}}))
+	c, err := net.Dial("udp", "127.0.0.1:"+strconv.Itoa(int(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Round robin gives the dead endpoint to one of the first two sessions; within a few
+	// tries the client must be answered by the live one, on the same client socket.
+	for i := range 10 {
+		if got, err := udpAsk(t, c, "hi"); err == nil {
+			if got != "live: hi" {
+				t.Fatalf("got %q", got)
+			}
+			return
+		} else if i == 9 {
+			t.Fatalf("never answered after 10 tries: %v", err)
+		}
 	}
 }
