@@ -119,6 +119,20 @@ func newSNIListener(ln net.Listener, certs *certStore, dialTimeout time.Duration
 			return certificate(s.certs.p.Load(), hello, false)
 		},
 	}
+	// A port with client certificate validation asks HTTPS clients for a certificate.
+	s.httpCfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		t := s.certs.p.Load()
+		if t == nil || t.clientCAs == nil {
+			return nil, nil
+		}
+		cfg := s.httpCfg.Clone()
+		cfg.GetConfigForClient = nil
+		cfg.ClientAuth, cfg.ClientCAs = t.clientAuth, t.clientCAs
+		cfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return certificate(t, hello, false) // the same table as the client check
+		}
+		return cfg, nil
+	}
 	go s.acceptLoop()
 	return s
 }

@@ -2,9 +2,16 @@ package dataplane
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -183,4 +190,61 @@ func TestTLSPassthroughConnectionsEndWithTheSocket(t *testing.T) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// clientCert issues a client certificate (ExtKeyUsageClientAuth) from ca.
+func clientCert(t *testing.T, ca *lfCA, cn string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestHTTPSClientCertificateValidation: a port with client validation (Gateway
+// tls.frontend) serves only clients whose certificate chains to its CAs; in
+// AllowInsecureFallback mode it serves every client.
+func TestHTTPSClientCertificateValidation(t *testing.T) {
+	serverCA, clientCA, otherCA := lfNewCA(t), lfNewCA(t), lfNewCA(t)
+	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: clientCA.cert.Raw}))
+	web := lfEcho(t, "web", nil)
+	good, bad := clientCert(t, clientCA, "good"), clientCert(t, otherCA, "bad")
+	for _, fallback := range []bool{false, true} {
+		port := freePort(t)
+		l := lfHTTPSListener("default/gw/https", "", []ir.Certificate{serverCA.leaf(t, "www", false, "www.example")}, lfPrefix("r", "/", "web"))
+		l.TLS.ClientValidation = &ir.ClientValidation{CACertificates: caPEM, AllowInsecureFallback: fallback}
+		lfStart(t, lfTLSConfig(port, lfClusters(web), l))
+		for _, tc := range []struct {
+			name string
+			cert *tls.Certificate
+			ok   bool
+		}{{"trusted", &good, true}, {"untrusted", &bad, fallback}, {"none", nil, fallback}} {
+			cfg := &tls.Config{RootCAs: serverCA.pool, ServerName: "www.example"}
+			if tc.cert != nil {
+				cfg.Certificates = []tls.Certificate{*tc.cert}
+			}
+			c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+			resp, err := c.Get("https://127.0.0.1:" + strconv.Itoa(int(port)) + "/")
+			if err == nil {
+				resp.Body.Close()
+			}
+			if got := err == nil && resp.StatusCode == 200; got != tc.ok {
+				t.Errorf("fallback=%v, %s client certificate: served=%v (err %v), want %v", fallback, tc.name, got, err, tc.ok)
+			}
+			c.CloseIdleConnections()
+		}
+	}
 }

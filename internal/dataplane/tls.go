@@ -22,6 +22,11 @@ type certTable struct {
 	// hasL4 is set when a listener of the port is a TLS one (TLSRoutes): connections
 	// are then sorted by their ClientHello before TLS is terminated, if it is.
 	hasL4 bool
+	// clientCAs, when set, is the port's client certificate validation (Gateway
+	// tls.frontend): HTTPS handshakes ask for a certificate, and clientAuth says
+	// whether it must verify against clientCAs.
+	clientCAs  *x509.CertPool
+	clientAuth tls.ClientAuthType
 }
 
 type tlsListener struct {
@@ -55,6 +60,16 @@ func compileCerts(listeners []ir.Listener, clusters upstream.Set) (*certTable, e
 				}
 			}
 			tl.certs = append(tl.certs, &pair)
+		}
+		if cv := l.TLS.ClientValidation; cv != nil && t.clientCAs == nil {
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM([]byte(cv.CACertificates)) {
+				return nil, fmt.Errorf("listener %s: client validation has no PEM CA certificate", l.Name)
+			}
+			t.clientCAs, t.clientAuth = pool, tls.RequireAndVerifyClientCert
+			if cv.AllowInsecureFallback {
+				t.clientAuth = tls.RequestClientCert
+			}
 		}
 		tl.unavailable = l.Unavailable != ""
 		if l.Protocol == ir.ProtocolTLS {

@@ -98,6 +98,19 @@ type ListenerTLS struct {
 	// Certificates are PEM key pairs; the data plane picks one by SNI among them
 	// (by the certificate's names), else the first.
 	Certificates []Certificate `json:"certificates,omitempty"`
+	// ClientValidation, when set, asks clients for a certificate (Gateway
+	// tls.frontend). It is set per port, so every terminating listener of a port
+	// carries the same.
+	ClientValidation *ClientValidation `json:"clientValidation,omitempty"`
+}
+
+// ClientValidation checks client certificates against CA certificates.
+type ClientValidation struct {
+	// CACertificates is a PEM bundle of the CAs a client certificate must chain to.
+	CACertificates string `json:"caCertificates"`
+	// AllowInsecureFallback accepts connections without a certificate, or with one
+	// that does not verify (AllowInsecureFallback mode); otherwise they are refused.
+	AllowInsecureFallback bool `json:"allowInsecureFallback,omitempty"`
 }
 
 // Certificate is a PEM-encoded certificate chain and private key.

@@ -340,7 +340,30 @@ func (g *gatewayState) status() gwv1.GatewayStatus {
 			"these listeners have unresolved references (see their ResolvedRefs condition): "+joinQuoted(unresolved))
 	}
 	st.Conditions = []metav1.Condition{accepted, programmed, resolved}
+	if port, insecure := insecureFrontendValidation(g.obj); insecure {
+		st.Conditions = append(st.Conditions, condition(string(gwv1.GatewayConditionInsecureFrontendValidationMode), true,
+			string(gwv1.GatewayReasonConfigurationChanged), gen,
+			fmt.Sprintf("tls.frontend validation mode is AllowInsecureFallback (%s): clients without a valid certificate are let in", port)))
+	}
 	return st
+}
+
+// insecureFrontendValidation reports whether the Gateway's tls.frontend lets clients
+// without a valid certificate in anywhere, and where ("default" or "port N").
+func insecureFrontendValidation(gw *gwv1.Gateway) (string, bool) {
+	if gw.Spec.TLS == nil || gw.Spec.TLS.Frontend == nil {
+		return "", false
+	}
+	f := gw.Spec.TLS.Frontend
+	if v := f.Default.Validation; v != nil && v.Mode == gwv1.AllowInsecureFallback {
+		return "default", true
+	}
+	for _, pp := range f.PerPort {
+		if v := pp.TLS.Validation; v != nil && v.Mode == gwv1.AllowInsecureFallback {
+			return fmt.Sprintf("port %d", pp.Port), true
+		}
+	}
+	return "", false
 }
 
 // buildIR renders the Gateway's programmed listeners as IR ports.

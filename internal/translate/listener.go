@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -132,12 +133,13 @@ func (l *listenerState) validateTLS(t *translator) {
 		l.accepted.add(string(gwv1.ListenerReasonUnsupportedValue), "a %s listener needs a tls block", l.spec.Protocol)
 		return
 	}
-	if l.spec.Protocol == gwv1.HTTPSProtocolType && frontendValidationApplies(l.gw.obj, l.spec.Port) {
-		// Serving without the client certificate check the platform asked for would be
-		// a silent security downgrade: refuse the listener instead.
-		l.accepted.add(string(gwv1.ListenerReasonUnsupportedValue),
-			"the Gateway's tls.frontend asks for client certificate validation on port %d, which Portico does not support yet; the listener is not served", l.spec.Port)
-		return
+	var clientValidation *ir.ClientValidation
+	if v := frontendValidation(l.gw.obj, l.spec.Port); v != nil && l.spec.Protocol == gwv1.HTTPSProtocolType {
+		if clientValidation = t.loadClientValidation(l, v); clientValidation == nil {
+			// Serving without the client certificate check the platform asked for
+			// would be a silent security downgrade: the listener is refused instead.
+			return
+		}
 	}
 	mode := gwv1.TLSModeTerminate
 	if cfg.Mode != nil {
@@ -154,7 +156,7 @@ func (l *listenerState) validateTLS(t *translator) {
 		l.accepted.add(string(gwv1.ListenerReasonUnsupportedValue), "tls.mode %q is not supported", mode)
 		return
 	}
-	l.tls = &ir.ListenerTLS{Mode: ir.TLSTerminate}
+	l.tls = &ir.ListenerTLS{Mode: ir.TLSTerminate, ClientValidation: clientValidation}
 	if len(cfg.CertificateRefs) == 0 {
 		l.resolvedRefs.add(string(gwv1.ListenerReasonInvalidCertificateRef), "tls.certificateRefs is empty: TLS termination needs a certificate")
 	}
@@ -337,17 +339,64 @@ func (l *listenerState) buildIR() ir.Listener {
 	return out
 }
 
-// frontendValidationApplies reports whether the Gateway's tls.frontend asks for client
-// certificate validation on port.
-func frontendValidationApplies(gw *gwv1.Gateway, port gwv1.PortNumber) bool {
+// frontendValidation is the client certificate validation the Gateway's tls.frontend
+// asks for on port (a perPort entry, else the default), or nil.
+func frontendValidation(gw *gwv1.Gateway, port gwv1.PortNumber) *gwv1.FrontendTLSValidation {
 	if gw.Spec.TLS == nil || gw.Spec.TLS.Frontend == nil {
-		return false
+		return nil
 	}
 	f := gw.Spec.TLS.Frontend
 	for _, pp := range f.PerPort {
 		if pp.Port == port {
-			return pp.TLS.Validation != nil
+			return pp.TLS.Validation
 		}
 	}
-	return f.Default.Validation != nil
+	return f.Default.Validation
+}
+
+// loadClientValidation resolves the CA certificates of a frontend validation for
+// listener l (ConfigMaps with a PEM bundle under ca.crt, in the Gateway's namespace or
+// granted by a ReferenceGrant). References that do not resolve are reported on the
+// listener's ResolvedRefs; with no usable CA at all the listener is not accepted
+// (NoValidCACertificate) and nil is returned.
+func (t *translator) loadClientValidation(l *listenerState, v *gwv1.FrontendTLSValidation) *ir.ClientValidation {
+	gw := l.gw.obj
+	var bundle strings.Builder
+	for i, ref := range v.CACertificateRefs {
+		ns := gw.Namespace
+		if ref.Namespace != nil {
+			ns = string(*ref.Namespace)
+		}
+		if ref.Group != "" || ref.Kind != "ConfigMap" {
+			l.resolvedRefs.add(string(gwv1.ListenerReasonInvalidCACertificateKind),
+				"tls.frontend caCertificateRefs[%d]: %s %s/%s is not supported; use a ConfigMap", i, groupKind(string(ref.Group), string(ref.Kind)), ns, ref.Name)
+			continue
+		}
+		if !t.grants.allows(refFrom{gatewayGroup, "Gateway", gw.Namespace}, refTo{"", "ConfigMap", ns, string(ref.Name)}) {
+			l.resolvedRefs.add(string(gwv1.ListenerReasonRefNotPermitted),
+				"tls.frontend caCertificateRefs[%d]: ConfigMap %s/%s not permitted: no ReferenceGrant in namespace %s allows Gateway %s/%s", i, ns, ref.Name, ns, gw.Namespace, gw.Name)
+			continue
+		}
+		cm, ok := t.snap.ConfigMaps[resource.Key{Namespace: ns, Name: string(ref.Name)}]
+		if !ok {
+			l.resolvedRefs.add(string(gwv1.ListenerReasonInvalidCACertificateRef), "tls.frontend caCertificateRefs[%d]: ConfigMap %s/%s not found", i, ns, ref.Name)
+			continue
+		}
+		pemData := cm.Data["ca.crt"]
+		if pemData == "" || !x509.NewCertPool().AppendCertsFromPEM([]byte(pemData)) {
+			l.resolvedRefs.add(string(gwv1.ListenerReasonInvalidCACertificateRef),
+				"tls.frontend caCertificateRefs[%d]: ConfigMap %s/%s has no PEM certificate under key ca.crt", i, ns, ref.Name)
+			continue
+		}
+		bundle.WriteString(pemData)
+		if !strings.HasSuffix(pemData, "\n") {
+			bundle.WriteByte('\n')
+		}
+	}
+	if bundle.Len() == 0 {
+		l.accepted.add(string(gwv1.ListenerReasonNoValidCACertificate),
+			"client certificate validation on port %d has no usable CA certificate; the listener is not served", l.spec.Port)
+		return nil
+	}
+	return &ir.ClientValidation{CACertificates: bundle.String(), AllowInsecureFallback: v.Mode == gwv1.AllowInsecureFallback}
 }
