@@ -1297,3 +1297,51 @@ func TestUpstreamStreamClusterBehindHTTPRoute(t *testing.T) {
 		}
 	}
 }
+
+// TestUpstreamTLSClientCertificate: a cluster with a client certificate presents it to
+// a backend that requires one; the same backend refuses a cluster without it.
+func TestUpstreamTLSClientCertificate(t *testing.T) {
+	ca := fwdNewCA(t, "portico test CA")
+	clientCA := fwdNewCA(t, "client CA")
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(clientCA.pem))
+	leaf := ca.issue(t, []string{"backend.internal"})
+	srv := fwdBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "client=%s", r.TLS.PeerCertificates[0].Subject.CommonName)
+	}), func(s *httptest.Server) {
+		s.TLS = &tls.Config{Certificates: []tls.Certificate{leaf}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
+	})
+	ep := fwdEndpoint(t, srv.Listener.Addr().String())
+
+	// The client certificate as the translator passes it: PEM from the Gateway's Secret.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "gateway"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, clientCA.cert, &key.PublicKey, clientCA.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := &ir.Certificate{Name: "secret/default/client",
+		CertPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		KeyPEM:  string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))}
+
+	with, without := fwdCluster("with", ir.UpstreamHTTP1, ep), fwdCluster("without", ir.UpstreamHTTP1, ep)
+	with.TLS = &ir.UpstreamTLS{SNI: "backend.internal", CACertificates: ca.pem, ClientCertificate: cert}
+	without.TLS = &ir.UpstreamTLS{SNI: "backend.internal", CACertificates: ca.pem}
+	gw := fwdStart(t, Options{}, []ir.Route{fwdRoute("with", "/with", "with"), fwdRoute("without", "/without", "without")}, with, without)
+	client := fwdClient(t)
+	if code, _, body := fwdGet(t, client, gw.base+"/with"); code != 200 || body != "client=gateway" {
+		t.Fatalf("with a client certificate: %d %q", code, body)
+	}
+	if code, _, body := fwdGet(t, client, gw.base+"/without"); code != http.StatusBadGateway && code != http.StatusServiceUnavailable {
+		t.Fatalf("without a client certificate: %d %q, want 502 or 503", code, body)
+	}
+}

@@ -38,6 +38,9 @@ type UpstreamTLS struct {
 	// SubjectAltNames, when set, replace SNI as the names to verify: DNS names (with an
 	// optional leading "*.") or URIs.
 	SubjectAltNames []SubjectAltName `json:"subjectAltNames,omitempty"`
+	// ClientCertificate, when set, is presented to the backend (the Gateway's
+	// tls.backend.clientCertificateRef).
+	ClientCertificate *Certificate `json:"clientCertificate,omitempty"`
 }
 
 // SubjectAltName is one acceptable name in the server certificate.

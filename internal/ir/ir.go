@@ -155,5 +155,16 @@ func (c *Config) Redacted() *Config {
 		}
 		out.Gateways[gi] = g
 	}
+	out.Clusters = make([]Cluster, len(c.Clusters))
+	for i, cl := range c.Clusters {
+		if cl.TLS != nil && cl.TLS.ClientCertificate != nil {
+			t := *cl.TLS
+			cert := *t.ClientCertificate
+			cert.KeyPEM = "<redacted>"
+			t.ClientCertificate = &cert
+			cl.TLS = &t
+		}
+		out.Clusters[i] = cl
+	}
 	return &out
 }

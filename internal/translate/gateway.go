@@ -25,6 +25,10 @@ type gatewayState struct {
 	// but cannot be used (Accepted, but not Programmed).
 	rejected problems
 	unusable problems
+	// backendCert is the client certificate presented to TLS backends
+	// (tls.backend.clientCertificateRef); backendCertErr says why it is unusable.
+	backendCert    *ir.Certificate
+	backendCertErr *refError
 }
 
 func (t *translator) translateGateways() {
@@ -45,6 +49,14 @@ func (t *translator) translateGateways() {
 			ref := infra.ParametersRef
 			g.rejected.add(string(gwv1.GatewayReasonInvalidParameters),
 				"infrastructure.parametersRef %s %s: Portico reads no Gateway parameters; remove it", groupKind(string(ref.Group), string(ref.Kind)), ref.Name)
+		}
+		if gw.Spec.TLS != nil && gw.Spec.TLS.Backend != nil && gw.Spec.TLS.Backend.ClientCertificateRef != nil {
+			cert, err := t.loadCertificate(gw, *gw.Spec.TLS.Backend.ClientCertificateRef)
+			if err != nil {
+				g.backendCertErr = err
+			} else {
+				g.backendCert = &cert
+			}
 		}
 		for i := range gw.Spec.Listeners {
 			g.listeners = append(g.listeners, t.newListener(g, &gw.Spec.Listeners[i]))
@@ -332,9 +344,13 @@ func (g *gatewayState) status() gwv1.GatewayStatus {
 	}
 	resolved := condition(string(gwv1.GatewayConditionResolvedRefs), true, string(gwv1.GatewayReasonResolvedRefs), gen, "all listener references resolved")
 	switch {
-	case g.obj.Spec.TLS != nil && g.obj.Spec.TLS.Backend != nil && g.obj.Spec.TLS.Backend.ClientCertificateRef != nil:
-		resolved = condition(string(gwv1.GatewayConditionResolvedRefs), false, string(gwv1.GatewayReasonInvalidClientCertificateRef), gen,
-			"tls.backend.clientCertificateRef is not supported yet: Portico does not present a client certificate to backends")
+	case g.backendCertErr != nil:
+		reason := string(gwv1.GatewayReasonInvalidClientCertificateRef)
+		if g.backendCertErr.reason == string(gwv1.ListenerReasonRefNotPermitted) {
+			reason = string(gwv1.GatewayReasonRefNotPermitted)
+		}
+		resolved = condition(string(gwv1.GatewayConditionResolvedRefs), false, reason, gen,
+			"tls.backend.clientCertificateRef: "+g.backendCertErr.msg+"; TLS backends get no client certificate")
 	case len(unresolved) > 0:
 		resolved = condition(string(gwv1.GatewayConditionResolvedRefs), false, string(gwv1.GatewayReasonListenersNotResolved), gen,
 			"these listeners have unresolved references (see their ResolvedRefs condition): "+joinQuoted(unresolved))

@@ -140,9 +140,15 @@ func renderGolden(t *testing.T, cfg *ir.Config, status *Status) []byte {
 	}
 	shown.Clusters = slices.Clone(cfg.Clusters)
 	for i := range shown.Clusters {
-		if tl := shown.Clusters[i].TLS; tl != nil && tl.CACertificates != "" {
+		if tl := shown.Clusters[i].TLS; tl != nil {
 			c := *tl
-			c.CACertificates = fmt.Sprintf("<%d bytes>", len(c.CACertificates))
+			if c.CACertificates != "" {
+				c.CACertificates = fmt.Sprintf("<%d bytes>", len(c.CACertificates))
+			}
+			if cc := c.ClientCertificate; cc != nil {
+				c.ClientCertificate = &ir.Certificate{Name: cc.Name,
+					CertPEM: fmt.Sprintf("<%d bytes>", len(cc.CertPEM)), KeyPEM: fmt.Sprintf("<%d bytes>", len(cc.KeyPEM))}
+			}
 			shown.Clusters[i].TLS = &c
 		}
 	}

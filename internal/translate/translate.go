@@ -86,13 +86,79 @@ func newTranslator(snap *resource.Snapshot, opts Options) *translator {
 // buildConfig assembles the IR from the programmed listeners.
 func (t *translator) buildConfig() *ir.Config {
 	cfg := &ir.Config{}
+	all := t.backends.clusterList()
 	for _, gw := range t.gateways {
 		if g, ok := gw.buildIR(); ok {
+			if gw.backendCert != nil {
+				all = withClientCertificate(&g, all, *gw.backendCert)
+			}
 			cfg.Gateways = append(cfg.Gateways, g)
 		}
 	}
-	cfg.Clusters = usedClusters(cfg, t.backends.clusterList())
+	cfg.Clusters = usedClusters(cfg, all)
+	slices.SortFunc(cfg.Clusters, func(a, b ir.Cluster) int { return cmp.Compare(a.Name, b.Name) })
 	return cfg
+}
+
+// withClientCertificate points the Gateway's routes at copies of their TLS clusters
+// that present the Gateway's client certificate (clusters are shared by every Gateway
+// that uses a backend; the certificate is one Gateway's). It returns the cluster list
+// with the copies added; the routes' slices are copied before they change, since other
+// listeners may share them.
+func withClientCertificate(g *ir.Gateway, clusters []ir.Cluster, cert ir.Certificate) []ir.Cluster {
+	byName := make(map[string]int, len(clusters))
+	for i, c := range clusters {
+		byName[c.Name] = i
+	}
+	suffix := "/client/" + g.Name
+	remap := func(name string) string {
+		i, ok := byName[name]
+		if !ok || clusters[i].TLS == nil {
+			return name
+		}
+		derived := name + suffix
+		if _, done := byName[derived]; !done {
+			c := clusters[i]
+			tlsCopy := *c.TLS
+			tlsCopy.ClientCertificate = &cert
+			c.TLS, c.Name = &tlsCopy, derived
+			byName[derived] = len(clusters)
+			clusters = append(clusters, c)
+		}
+		return derived
+	}
+	remapBackends := func(bs []ir.Backend) []ir.Backend {
+		bs = slices.Clone(bs)
+		for i := range bs {
+			bs[i].Cluster = remap(bs[i].Cluster)
+		}
+		return bs
+	}
+	for pi := range g.Ports {
+		p := &g.Ports[pi]
+		p.Listeners = slices.Clone(p.Listeners)
+		for li := range p.Listeners {
+			l := &p.Listeners[li]
+			l.VirtualHosts = slices.Clone(l.VirtualHosts)
+			for vi := range l.VirtualHosts {
+				vh := &l.VirtualHosts[vi]
+				vh.Routes = slices.Clone(vh.Routes)
+				for ri := range vh.Routes {
+					r := &vh.Routes[ri]
+					r.Backends = remapBackends(r.Backends)
+					r.Mirrors = slices.Clone(r.Mirrors)
+					for mi := range r.Mirrors {
+						r.Mirrors[mi].Cluster = remap(r.Mirrors[mi].Cluster)
+					}
+				}
+			}
+			l.L4Routes = slices.Clone(l.L4Routes)
+			for ri := range l.L4Routes {
+				l.L4Routes[ri].Backends = remapBackends(l.L4Routes[ri].Backends)
+			}
+		}
+	}
+	return clusters
 }
 
 func (t *translator) buildStatus() *Status {

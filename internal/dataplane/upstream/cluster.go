@@ -151,6 +151,9 @@ func transportKey(ic *ir.Cluster) string {
 		for _, s := range t.SubjectAltNames {
 			b.WriteString("|" + s.Hostname + "|" + s.URI)
 		}
+		if c := t.ClientCertificate; c != nil {
+			b.WriteString("|client|" + c.CertPEM + "|" + c.KeyPEM)
+		}
 	}
 	return b.String()
 }
@@ -212,6 +215,13 @@ func clientTLS(p *ir.UpstreamTLS, opts Options) (*tls.Config, error) {
 		ServerName: p.SNI,
 		RootCAs:    roots,
 		MinVersion: tls.VersionTLS12,
+	}
+	if c := p.ClientCertificate; c != nil {
+		pair, err := tls.X509KeyPair([]byte(c.CertPEM), []byte(c.KeyPEM))
+		if err != nil {
+			return nil, fmt.Errorf("tls: client certificate %s: %w", c.Name, err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
 	}
 	if len(p.SubjectAltNames) > 0 {
 		sans := p.SubjectAltNames
