@@ -119,19 +119,13 @@ func newSNIListener(ln net.Listener, certs *certStore, dialTimeout time.Duration
 			return certificate(s.certs.p.Load(), hello, false)
 		},
 	}
-	// A port with client certificate validation asks HTTPS clients for a certificate.
+	// Each handshake takes its certificate and its client certificate validation from
+	// one table, the one in force when the ClientHello arrived.
 	s.httpCfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		t := s.certs.p.Load()
-		if t == nil || t.clientCAs == nil {
-			return nil, nil
+		if t := s.certs.p.Load(); t != nil {
+			return t.serverConfig(s.httpCfg), nil
 		}
-		cfg := s.httpCfg.Clone()
-		cfg.GetConfigForClient = nil
-		cfg.ClientAuth, cfg.ClientCAs = t.clientAuth, t.clientCAs
-		cfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return certificate(t, hello, false) // the same table as the client check
-		}
-		return cfg, nil
+		return nil, nil
 	}
 	go s.acceptLoop()
 	return s
@@ -171,28 +165,15 @@ func (s *sniListener) Close() error {
 }
 
 func (s *sniListener) acceptLoop() {
-	var delay time.Duration
-	for {
-		c, err := s.Listener.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				s.once.Do(func() { close(s.done) })
-				return
-			}
-			// Out of file descriptors and the like: wait a little, as net/http does.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed; retrying", "error", err, "in", delay)
-			time.Sleep(delay)
-			continue
-		}
-		delay = 0
+	serveAccepts(s.Listener, s.log, func(c net.Conn) {
 		if t := s.certs.p.Load(); t != nil && !t.hasL4 {
 			// Only HTTPS listeners: no need to look at the ClientHello here.
 			s.handOver(tls.Server(c, s.httpCfg))
-			continue
+			return
 		}
 		go s.sort(c)
-	}
+	})
+	s.once.Do(func() { close(s.done) })
 }
 
 func (s *sniListener) handOver(c net.Conn) {
@@ -276,6 +257,18 @@ func (f *streamForwarder) forward(client, raw net.Conn, r *l4Route) {
 	var up net.Conn
 	if err == nil {
 		up, err = net.DialTimeout("tcp", ep, f.dialTimeout)
+	}
+	if err == nil && cl.StreamTLS != nil {
+		// Re-encrypt towards the backend (BackendTLSPolicy; the Gateway's client
+		// certificate, if it has one): never forward a protected stream in plain text.
+		tc := tls.Client(up, cl.StreamTLS)
+		_ = tc.SetDeadline(time.Now().Add(f.dialTimeout))
+		if err = tc.Handshake(); err != nil {
+			up.Close()
+		} else {
+			_ = tc.SetDeadline(time.Time{})
+			up = tc
+		}
 	}
 	if err != nil {
 		f.log.Debug("route backend unreachable", "route", r.name, "cluster", cl.Name, "error", err)

@@ -248,3 +248,120 @@ func TestHTTPSClientCertificateValidation(t *testing.T) {
 		}
 	}
 }
+
+// TestTLSTerminateReencryptsToTheBackend: a TLSRoute on a terminating listener whose
+// backend cluster has TLS (a BackendTLSPolicy, and the Gateway's client certificate)
+// speaks TLS to the backend, verifying it and presenting the certificate; it never
+// forwards the stream in plain text.
+func TestTLSTerminateReencryptsToTheBackend(t *testing.T) {
+	ca, clientCA := lfNewCA(t), lfNewCA(t)
+	serverPair := ca.leaf(t, "backend", false, "backend.internal")
+	pair, err := tls.X509KeyPair([]byte(serverPair.CertPEM), []byte(serverPair.KeyPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair},
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCA.pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				tc := c.(*tls.Conn)
+				if tc.Handshake() != nil {
+					return
+				}
+				line, err := bufio.NewReader(tc).ReadString('\n')
+				if err == nil {
+					io.WriteString(tc, tc.ConnectionState().PeerCertificates[0].Subject.CommonName+": "+line)
+				}
+			}()
+		}
+	}()
+	backend := ir.Endpoint{Address: "127.0.0.1", Port: uint32(ln.Addr().(*net.TCPAddr).Port)}
+	cc := clientCert(t, clientCA, "gateway")
+	keyDER, err := x509.MarshalECPrivateKey(cc.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientPEM := &ir.Certificate{Name: "secret/default/client",
+		CertPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cc.Certificate[0]})),
+		KeyPEM:  string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))}
+	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}))
+
+	port := freePort(t)
+	cfg := lfTLSConfig(port, []ir.Cluster{
+		{Name: "mtls", Protocol: ir.UpstreamTCP, Endpoints: []ir.Endpoint{backend},
+			TLS: &ir.UpstreamTLS{SNI: "backend.internal", CACertificates: caPEM, ClientCertificate: clientPEM}},
+		{Name: "no-client-cert", Protocol: ir.UpstreamTCP, Endpoints: []ir.Endpoint{backend},
+			TLS: &ir.UpstreamTLS{SNI: "backend.internal", CACertificates: caPEM}},
+	},
+		ir.Listener{Name: "default/gw/a", Hostname: "a.example", Protocol: ir.ProtocolTLS,
+			TLS:      &ir.ListenerTLS{Mode: ir.TLSTerminate, Certificates: []ir.Certificate{ca.leaf(t, "a", false, "a.example")}},
+			L4Routes: []ir.L4Route{{Name: "tlsroute/default/a/rule/0", Backends: []ir.Backend{{Cluster: "mtls", Weight: 1}}}}},
+		ir.Listener{Name: "default/gw/b", Hostname: "b.example", Protocol: ir.ProtocolTLS,
+			TLS:      &ir.ListenerTLS{Mode: ir.TLSTerminate, Certificates: []ir.Certificate{ca.leaf(t, "b", false, "b.example")}},
+			L4Routes: []ir.L4Route{{Name: "tlsroute/default/b/rule/0", Backends: []ir.Backend{{Cluster: "no-client-cert", Weight: 1}}}}},
+	)
+	lfStart(t, cfg)
+	ask := func(sni string) (string, error) {
+		c, err := tls.Dial("tcp", "127.0.0.1:"+strconv.Itoa(int(port)), &tls.Config{RootCAs: ca.pool, ServerName: sni})
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "hello\n"); err != nil {
+			return "", err
+		}
+		return bufio.NewReader(c).ReadString('\n')
+	}
+	if got, err := ask("a.example"); err != nil || got != "gateway: hello\n" {
+		t.Fatalf("with the client certificate: %q, %v", got, err)
+	}
+	if got, err := ask("b.example"); err == nil {
+		t.Fatalf("a backend that requires a client certificate answered %q without one", got)
+	}
+}
+
+// TestClientValidationTurnedOnClosesOpenConnections: connections accepted before a
+// port required client certificates are closed when it starts to; none goes on being
+// served without a certificate.
+func TestClientValidationTurnedOnClosesOpenConnections(t *testing.T) {
+	serverCA, clientCA := lfNewCA(t), lfNewCA(t)
+	web := lfEcho(t, "web", nil)
+	port := freePort(t)
+	l := lfHTTPSListener("default/gw/https", "", []ir.Certificate{serverCA.leaf(t, "www", false, "www.example")}, lfPrefix("r", "/", "web"))
+	s := lfStart(t, lfTLSConfig(port, lfClusters(web), l))
+	c := lfTLSClient(t, serverCA.pool, "www.example", "h2") // no client certificate
+	url := "https://127.0.0.1:" + strconv.Itoa(int(port)) + "/"
+	if resp, _ := lfDo(t, c, "GET", url, "www.example", nil); resp.StatusCode != 200 {
+		t.Fatalf("before validation: %d", resp.StatusCode)
+	}
+	l.TLS = &ir.ListenerTLS{Mode: l.TLS.Mode, Certificates: l.TLS.Certificates, ClientValidation: &ir.ClientValidation{
+		CACertificates: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: clientCA.cert.Raw}))}}
+	if err := s.Apply(lfTLSConfig(port, lfClusters(web), l)); err != nil {
+		t.Fatal(err)
+	}
+	// The open HTTP/2 connection is closed (shortly after the Apply): every request
+	// from then on needs a new handshake, which fails without a certificate.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := c.Get(url)
+		if err != nil {
+			break
+		}
+		resp.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("still served without a client certificate after validation was turned on")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

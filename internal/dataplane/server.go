@@ -140,10 +140,13 @@ type socket struct {
 	ln      net.Listener
 	srv     httpServer
 	handler *proxy.Handler
-	certs   *certStore             // TLS ports only
-	route   *routeStore            // TCP and UDP ports only (handler is nil there)
-	conns   *telemetry.ConnCounter // nil with metrics off
-	served  chan struct{}
+	certs   *certStore  // TLS ports only
+	route   *routeStore // TCP and UDP ports only (handler is nil there)
+
+	tlsMu    sync.Mutex
+	tlsConns map[net.Conn]struct{}  // TLS ports: the HTTP server's open connections
+	conns    *telemetry.ConnCounter // nil with metrics off
+	served   chan struct{}
 }
 
 // httpServer is what a socket needs of its server: net/http's, or the lean HTTP/1.1
@@ -230,7 +233,13 @@ func (s *Server) Apply(cfg *ir.Config) error {
 			sock.route.p.Store(cp.route)
 		}
 		if sock.certs != nil {
+			prev := sock.certs.p.Load()
 			sock.certs.store(cp.certs)
+			if prev != nil && cp.certs != nil && prev.clientKey != cp.certs.clientKey {
+				// Client certificate validation changed: connections accepted under the
+				// old rules must not go on serving under the new ones.
+				go sock.closeTLSConns()
+			}
 		}
 	}
 	for key, sock := range fresh {
@@ -360,6 +369,8 @@ func (s *Server) bind(key socketKey, gateway string) (*socket, error) {
 	switch {
 	case key.tls:
 		protocols.SetHTTP2(true)
+		sock.tlsConns = map[net.Conn]struct{}{}
+		hs.ConnState = sock.trackTLSConn
 		sock.certs = &certStore{}
 		sock.ln = newSNIListener(ln, sock.certs, s.opts.Upstream.DialTimeout, s.log.With("gateway", gateway, "address", key.String()))
 	case s.opts.NetHTTP1:
@@ -405,6 +416,32 @@ func (s *Server) bindStream(key socketKey, gateway string) (*socket, error) {
 	sock.ln = ln
 	sock.srv = newTCPServer(ln, sock.route, s.opts.Upstream.DialTimeout, log)
 	return sock, nil
+}
+
+// trackTLSConn keeps the set of a TLS socket's open HTTP connections.
+func (sock *socket) trackTLSConn(c net.Conn, state http.ConnState) {
+	sock.tlsMu.Lock()
+	defer sock.tlsMu.Unlock()
+	switch state {
+	case http.StateNew:
+		sock.tlsConns[c] = struct{}{}
+	case http.StateClosed, http.StateHijacked:
+		delete(sock.tlsConns, c)
+	}
+}
+
+// closeTLSConns closes the socket's open HTTP connections (clients reconnect and
+// handshake under the current table).
+func (sock *socket) closeTLSConns() {
+	sock.tlsMu.Lock()
+	open := make([]net.Conn, 0, len(sock.tlsConns))
+	for c := range sock.tlsConns {
+		open = append(open, c)
+	}
+	sock.tlsMu.Unlock()
+	for _, c := range open {
+		c.Close()
+	}
 }
 
 func (s *Server) serve(sock *socket) {

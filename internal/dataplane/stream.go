@@ -50,21 +50,28 @@ func newTCPServer(ln net.Listener, route *routeStore, dialTimeout time.Duration,
 
 // Serve accepts on the listener given to newTCPServer (ln is the same one).
 func (s *tcpServer) Serve(net.Listener) error {
-	ln := s.ln
+	serveAccepts(s.ln, s.log, func(c net.Conn) { go s.fwd.forward(c, c, s.route.p.Load()) })
+	return http.ErrServerClosed
+}
+
+// serveAccepts accepts until ln is closed, handing each connection to handle. Other
+// accept errors (out of file descriptors and the like) are retried after a growing
+// pause, as net/http does.
+func serveAccepts(ln net.Listener, log *slog.Logger, handle func(net.Conn)) {
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
-				return http.ErrServerClosed
+				return
 			}
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed; retrying", "error", err, "in", delay)
+			log.Warn("accept failed; retrying", "error", err, "in", delay)
 			time.Sleep(delay)
 			continue
 		}
 		delay = 0
-		go s.fwd.forward(c, c, s.route.p.Load())
+		handle(c)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/portico-gw/portico/internal/dataplane/upstream"
@@ -27,6 +28,27 @@ type certTable struct {
 	// whether it must verify against clientCAs.
 	clientCAs  *x509.CertPool
 	clientAuth tls.ClientAuthType
+	clientKey  string // the validation's identity (mode and CA bundle); "" without
+
+	httpOnce sync.Once
+	httpCfg  *tls.Config // serverConfig's result
+}
+
+// serverConfig is the TLS config of HTTPS handshakes under this table: certificates
+// and client certificate validation both come from t, never from a newer table.
+func (t *certTable) serverConfig(base *tls.Config) *tls.Config {
+	t.httpOnce.Do(func() {
+		cfg := base.Clone()
+		cfg.GetConfigForClient = nil
+		cfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return certificate(t, hello, false)
+		}
+		if t.clientCAs != nil {
+			cfg.ClientAuth, cfg.ClientCAs = t.clientAuth, t.clientCAs
+		}
+		t.httpCfg = cfg
+	})
+	return t.httpCfg
 }
 
 type tlsListener struct {
@@ -70,6 +92,7 @@ func compileCerts(listeners []ir.Listener, clusters upstream.Set) (*certTable, e
 			if cv.AllowInsecureFallback {
 				t.clientAuth = tls.RequestClientCert
 			}
+			t.clientKey = fmt.Sprintf("%v|%s", cv.AllowInsecureFallback, cv.CACertificates)
 		}
 		tl.unavailable = l.Unavailable != ""
 		if l.Protocol == ir.ProtocolTLS {

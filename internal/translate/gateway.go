@@ -356,7 +356,7 @@ func (g *gatewayState) status() gwv1.GatewayStatus {
 			"these listeners have unresolved references (see their ResolvedRefs condition): "+joinQuoted(unresolved))
 	}
 	st.Conditions = []metav1.Condition{accepted, programmed, resolved}
-	if port, insecure := insecureFrontendValidation(g.obj); insecure {
+	if port, insecure := insecureFrontendValidation(g); insecure {
 		st.Conditions = append(st.Conditions, condition(string(gwv1.GatewayConditionInsecureFrontendValidationMode), true,
 			string(gwv1.GatewayReasonConfigurationChanged), gen,
 			fmt.Sprintf("tls.frontend validation mode is AllowInsecureFallback (%s): clients without a valid certificate are let in", port)))
@@ -365,18 +365,15 @@ func (g *gatewayState) status() gwv1.GatewayStatus {
 }
 
 // insecureFrontendValidation reports whether the Gateway's tls.frontend lets clients
-// without a valid certificate in anywhere, and where ("default" or "port N").
-func insecureFrontendValidation(gw *gwv1.Gateway) (string, bool) {
-	if gw.Spec.TLS == nil || gw.Spec.TLS.Frontend == nil {
-		return "", false
-	}
-	f := gw.Spec.TLS.Frontend
-	if v := f.Default.Validation; v != nil && v.Mode == gwv1.AllowInsecureFallback {
-		return "default", true
-	}
-	for _, pp := range f.PerPort {
-		if v := pp.TLS.Validation; v != nil && v.Mode == gwv1.AllowInsecureFallback {
-			return fmt.Sprintf("port %d", pp.Port), true
+// without a valid certificate into one of its HTTPS listeners, and on which port (the
+// effective validation of each port: a perPort entry overrides the default).
+func insecureFrontendValidation(g *gatewayState) (string, bool) {
+	for _, l := range g.listeners {
+		if l.spec.Protocol != gwv1.HTTPSProtocolType {
+			continue
+		}
+		if v := frontendValidation(g.obj, l.spec.Port); v != nil && v.Mode == gwv1.AllowInsecureFallback {
+			return fmt.Sprintf("port %d", l.spec.Port), true
 		}
 	}
 	return "", false

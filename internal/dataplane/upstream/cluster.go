@@ -30,6 +30,9 @@ type Cluster struct {
 	Fast *H1Pool
 	// Invalid, when set, means requests to the cluster answer 500 (see ir.Cluster.Invalid).
 	Invalid string
+	// StreamTLS, for stream clusters with TLS, is the client side of the TLS that
+	// forwarded connections are wrapped in towards the backend.
+	StreamTLS *tls.Config
 
 	endpoints []string // "host:port"
 	next      atomic.Uint64
@@ -129,7 +132,17 @@ func build(ic *ir.Cluster, prev Set, opts Options) (*Cluster, error) {
 	switch ic.Protocol {
 	case ir.UpstreamHTTP1, ir.UpstreamH2C, ir.UpstreamWebSocket, "":
 	default:
-		return c, nil // stream clusters have no HTTP transport
+		// Stream clusters have no HTTP transport; a TCP one with TLS (a TLSRoute on a
+		// terminating listener, re-encrypted by a BackendTLSPolicy) wraps each
+		// connection in TLS with this config.
+		if ic.TLS != nil {
+			cfg, err := clientTLS(ic.TLS, opts)
+			if err != nil {
+				return nil, err
+			}
+			c.StreamTLS = cfg
+		}
+		return c, nil
 	}
 	t, err := newTransport(ic, opts)
 	if err != nil {
