@@ -365,3 +365,24 @@ func TestClientValidationTurnedOnClosesOpenConnections(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestClientValidationMustAgreeOnAPort: listeners of one port with different client
+// validation are refused (the config is not applied), never served by whichever
+// listener came first.
+func TestClientValidationMustAgreeOnAPort(t *testing.T) {
+	serverCA, a, b := lfNewCA(t), lfNewCA(t), lfNewCA(t)
+	bundle := func(ca *lfCA) string {
+		return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}))
+	}
+	web := lfEcho(t, "web", nil)
+	one := lfHTTPSListener("default/gw/one", "one.example", []ir.Certificate{serverCA.leaf(t, "one", false, "one.example")}, lfPrefix("r", "/", "web"))
+	two := lfHTTPSListener("default/gw/two", "two.example", []ir.Certificate{serverCA.leaf(t, "two", false, "two.example")}, lfPrefix("r", "/", "web"))
+	one.TLS.ClientValidation = &ir.ClientValidation{CACertificates: bundle(a)}
+	two.TLS.ClientValidation = &ir.ClientValidation{CACertificates: bundle(b)}
+	s := New(Options{})
+	shutdownOnCleanup(t, s)
+	err := s.Apply(lfTLSConfig(freePort(t), lfClusters(web), one, two))
+	if err == nil || !strings.Contains(err.Error(), "client validation differs") {
+		t.Fatalf("Apply = %v, want a client validation conflict", err)
+	}
+}

@@ -83,7 +83,13 @@ func compileCerts(listeners []ir.Listener, clusters upstream.Set) (*certTable, e
 			}
 			tl.certs = append(tl.certs, &pair)
 		}
-		if cv := l.TLS.ClientValidation; cv != nil && t.clientCAs == nil {
+		if cv := l.TLS.ClientValidation; cv != nil && t.clientCAs != nil {
+			if key := fmt.Sprintf("%v|%s", cv.AllowInsecureFallback, cv.CACertificates); key != t.clientKey {
+				// Validation is per port (Gateway tls.frontend): listeners of one port
+				// that disagree would make it depend on which SNI a client sends.
+				return nil, fmt.Errorf("listener %s: client validation differs from another listener's on the same port", l.Name)
+			}
+		} else if cv != nil {
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM([]byte(cv.CACertificates)) {
 				return nil, fmt.Errorf("listener %s: client validation has no PEM CA certificate", l.Name)
