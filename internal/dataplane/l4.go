@@ -230,16 +230,66 @@ type streamForwarder struct {
 	dialTimeout time.Duration
 	log         *slog.Logger
 
+	open connSet // the raw client and backend connections
+}
+
+// connSet is a set of open connections that can all be closed at once.
+type connSet struct {
 	mu     sync.Mutex
-	open   map[net.Conn]struct{} // the raw client and backend connections
-	closed bool
+	m      map[net.Conn]struct{}
+	closed bool // closeAll was called: add refuses
+}
+
+// add adds cs, unless closeAll was called.
+func (s *connSet) add(cs ...net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	if s.m == nil {
+		s.m = map[net.Conn]struct{}{}
+	}
+	for _, c := range cs {
+		s.m[c] = struct{}{}
+	}
+	return true
+}
+
+func (s *connSet) remove(cs ...net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range cs {
+		delete(s.m, c)
+	}
+}
+
+func (s *connSet) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
+
+// closeEach closes every connection in the set (outside the lock: a TLS close can
+// wait on its peer); refuse also makes later adds fail.
+func (s *connSet) closeEach(refuse bool) {
+	s.mu.Lock()
+	s.closed = s.closed || refuse
+	open := make([]net.Conn, 0, len(s.m))
+	for c := range s.m {
+		open = append(open, c)
+	}
+	s.mu.Unlock()
+	for _, c := range open {
+		c.Close()
+	}
 }
 
 func newStreamForwarder(dialTimeout time.Duration, log *slog.Logger) *streamForwarder {
 	if dialTimeout <= 0 {
 		dialTimeout = 5 * time.Second
 	}
-	return &streamForwarder{dialTimeout: dialTimeout, log: log, open: map[net.Conn]struct{}{}}
+	return &streamForwarder{dialTimeout: dialTimeout, log: log}
 }
 
 // forward connects client (raw is its TCP connection, under any TLS) to a backend of
@@ -302,49 +352,20 @@ func pipe(dst, src, kill net.Conn) {
 	}
 }
 
-func (f *streamForwarder) track(cs ...net.Conn) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		return false
-	}
-	for _, c := range cs {
-		f.open[c] = struct{}{}
-	}
-	return true
-}
+func (f *streamForwarder) track(cs ...net.Conn) bool { return f.open.add(cs...) }
 
 func (f *streamForwarder) untrack(cs ...net.Conn) {
-	f.mu.Lock()
-	for _, c := range cs {
-		delete(f.open, c)
-	}
-	f.mu.Unlock()
+	f.open.remove(cs...)
 	for _, c := range cs {
 		c.Close()
 	}
 }
 
 // count is how many connections (client and backend sides) are open.
-func (f *streamForwarder) count() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.open)
-}
+func (f *streamForwarder) count() int { return f.open.len() }
 
 // closeAll ends every forwarded connection; later ones are refused.
-func (f *streamForwarder) closeAll() {
-	f.mu.Lock()
-	f.closed = true
-	open := make([]net.Conn, 0, len(f.open))
-	for c := range f.open {
-		open = append(open, c)
-	}
-	f.mu.Unlock()
-	for _, c := range open {
-		c.Close()
-	}
-}
+func (f *streamForwarder) closeAll() { f.open.closeEach(true) }
 
 // prefixConn replays bytes already read from the connection before reading more.
 type prefixConn struct {

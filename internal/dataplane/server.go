@@ -143,8 +143,7 @@ type socket struct {
 	certs   *certStore  // TLS ports only
 	route   *routeStore // TCP and UDP ports only (handler is nil there)
 
-	tlsMu    sync.Mutex
-	tlsConns map[net.Conn]struct{}  // TLS ports: the HTTP server's open connections
+	tlsConns connSet                // TLS ports: the HTTP server's open connections
 	conns    *telemetry.ConnCounter // nil with metrics off
 	served   chan struct{}
 }
@@ -238,7 +237,7 @@ func (s *Server) Apply(cfg *ir.Config) error {
 			if prev != nil && cp.certs != nil && prev.clientKey != cp.certs.clientKey {
 				// Client certificate validation changed: connections accepted under the
 				// old rules must not go on serving under the new ones.
-				go sock.closeTLSConns()
+				go sock.tlsConns.closeEach(false)
 			}
 		}
 	}
@@ -369,7 +368,6 @@ func (s *Server) bind(key socketKey, gateway string) (*socket, error) {
 	switch {
 	case key.tls:
 		protocols.SetHTTP2(true)
-		sock.tlsConns = map[net.Conn]struct{}{}
 		hs.ConnState = sock.trackTLSConn
 		sock.certs = &certStore{}
 		sock.ln = newSNIListener(ln, sock.certs, s.opts.Upstream.DialTimeout, s.log.With("gateway", gateway, "address", key.String()))
@@ -420,27 +418,11 @@ func (s *Server) bindStream(key socketKey, gateway string) (*socket, error) {
 
 // trackTLSConn keeps the set of a TLS socket's open HTTP connections.
 func (sock *socket) trackTLSConn(c net.Conn, state http.ConnState) {
-	sock.tlsMu.Lock()
-	defer sock.tlsMu.Unlock()
 	switch state {
 	case http.StateNew:
-		sock.tlsConns[c] = struct{}{}
+		sock.tlsConns.add(c)
 	case http.StateClosed, http.StateHijacked:
-		delete(sock.tlsConns, c)
-	}
-}
-
-// closeTLSConns closes the socket's open HTTP connections (clients reconnect and
-// handshake under the current table).
-func (sock *socket) closeTLSConns() {
-	sock.tlsMu.Lock()
-	open := make([]net.Conn, 0, len(sock.tlsConns))
-	for c := range sock.tlsConns {
-		open = append(open, c)
-	}
-	sock.tlsMu.Unlock()
-	for _, c := range open {
-		c.Close()
+		sock.tlsConns.remove(c)
 	}
 }
 
