@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/portico-gw/portico/internal/dataplane/h1"
+	"github.com/portico-gw/portico/internal/dataplane/l4"
 	"github.com/portico-gw/portico/internal/dataplane/proxy"
 	"github.com/portico-gw/portico/internal/dataplane/router"
 	"github.com/portico-gw/portico/internal/dataplane/upstream"
@@ -140,10 +141,10 @@ type socket struct {
 	ln      net.Listener
 	srv     httpServer
 	handler *proxy.Handler
-	certs   *certStore  // TLS ports only
-	route   *routeStore // TCP and UDP ports only (handler is nil there)
+	certs   *certStore     // TLS ports only
+	route   *l4.RouteStore // TCP and UDP ports only (handler is nil there)
 
-	tlsConns connSet                // TLS ports: the HTTP server's open connections
+	tlsConns l4.ConnSet             // TLS ports: the HTTP server's open connections
 	conns    *telemetry.ConnCounter // nil with metrics off
 	served   chan struct{}
 }
@@ -161,7 +162,7 @@ type compiledPort struct {
 	gateway   string
 	table     *proxy.Table
 	certs     *certTable
-	route     *l4Route                  // TCP and UDP ports
+	route     *l4.Route                 // TCP and UDP ports
 	metrics   []*telemetry.RouteMetrics // of every route, to retain their series
 	listeners []string                  // IR names, and "gateway/" for requests no listener takes
 }
@@ -229,7 +230,7 @@ func (s *Server) Apply(cfg *ir.Config) error {
 			sock.handler.Store(cp.table)
 		}
 		if sock.route != nil {
-			sock.route.p.Store(cp.route)
+			sock.route.Store(cp.route)
 		}
 		if sock.certs != nil {
 			prev := sock.certs.p.Load()
@@ -237,7 +238,7 @@ func (s *Server) Apply(cfg *ir.Config) error {
 			if prev != nil && cp.certs != nil && prev.clientKey != cp.certs.clientKey {
 				// Client certificate validation changed: connections accepted under the
 				// old rules must not go on serving under the new ones.
-				go sock.tlsConns.closeEach(false)
+				go sock.tlsConns.CloseEach(false)
 			}
 		}
 	}
@@ -286,7 +287,7 @@ func (s *Server) compile(cfg *ir.Config, clusters upstream.Set) (map[socketKey]*
 				isTLS = true
 			case ir.ProtocolTCP, ir.ProtocolUDP:
 				cp := &compiledPort{gateway: g.Name, listeners: []string{g.Name + "/"},
-					route: streamRoute(p, func(rs []ir.L4Route) []l4Route { return compileL4Routes(rs, clusters) })}
+					route: l4.PortRoute(p, clusters)}
 				for li := range p.Listeners {
 					cp.listeners = append(cp.listeners, p.Listeners[li].Name)
 				}
@@ -393,14 +394,14 @@ func (s *Server) bind(key socketKey, gateway string) (*socket, error) {
 // bindStream binds a TCP or UDP port of stream listeners.
 func (s *Server) bindStream(key socketKey, gateway string) (*socket, error) {
 	log := s.log.With("gateway", gateway, "address", key.String(), "protocol", key.stream)
-	sock := &socket{key: key, gateway: gateway, route: &routeStore{}, served: make(chan struct{})}
+	sock := &socket{key: key, gateway: gateway, route: &l4.RouteStore{}, served: make(chan struct{})}
 	if key.stream == ir.ProtocolUDP {
 		pc, err := net.ListenPacket("udp", key.String())
 		if err != nil {
 			return nil, fmt.Errorf("gateway %s: bind %s/udp: %w", gateway, key, err)
 		}
-		sock.ln = newPacketListener(pc)
-		sock.srv = newUDPServer(pc, sock.route, log)
+		sock.ln = l4.NewPacketListener(pc)
+		sock.srv = l4.NewUDPServer(pc, sock.route, log)
 		return sock, nil
 	}
 	ln, err := net.Listen("tcp", key.String())
@@ -412,7 +413,7 @@ func (s *Server) bindStream(key socketKey, gateway string) (*socket, error) {
 		ln = countingListener{Listener: ln, open: sock.conns}
 	}
 	sock.ln = ln
-	sock.srv = newTCPServer(ln, sock.route, s.opts.Upstream.DialTimeout, log)
+	sock.srv = l4.NewTCPServer(ln, sock.route, s.opts.Upstream.DialTimeout, log)
 	return sock, nil
 }
 
@@ -420,9 +421,9 @@ func (s *Server) bindStream(key socketKey, gateway string) (*socket, error) {
 func (sock *socket) trackTLSConn(c net.Conn, state http.ConnState) {
 	switch state {
 	case http.StateNew:
-		sock.tlsConns.add(c)
+		sock.tlsConns.Add(c)
 	case http.StateClosed, http.StateHijacked:
-		sock.tlsConns.remove(c)
+		sock.tlsConns.Remove(c)
 	}
 }
 

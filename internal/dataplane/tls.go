@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/portico-gw/portico/internal/dataplane/l4"
 	"github.com/portico-gw/portico/internal/dataplane/upstream"
 	"github.com/portico-gw/portico/internal/ir"
 )
@@ -60,7 +61,7 @@ type tlsListener struct {
 	// tlsProto marks a TLS listener (protocol TLS), which forwards streams to l4, its
 	// TLSRoutes by SNI, instead of serving HTTP.
 	tlsProto bool
-	l4       []l4Route
+	l4       []l4.Route
 }
 
 func compileCerts(listeners []ir.Listener, clusters upstream.Set) (*certTable, error) {
@@ -103,7 +104,7 @@ func compileCerts(listeners []ir.Listener, clusters upstream.Set) (*certTable, e
 		tl.unavailable = l.Unavailable != ""
 		if l.Protocol == ir.ProtocolTLS {
 			tl.tlsProto, t.hasL4 = true, true
-			tl.l4 = compileL4Routes(l.L4Routes, clusters)
+			tl.l4 = l4.CompileRoutes(l.L4Routes, clusters)
 		}
 		if tl.mode == ir.TLSTerminate && len(tl.certs) == 0 && !tl.unavailable {
 			return nil, fmt.Errorf("listener %s: TLS termination without a certificate", l.Name)

@@ -1,4 +1,4 @@
-package dataplane
+package l4
 
 import (
 	"context"
@@ -11,53 +11,57 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/portico-gw/portico/internal/dataplane/upstream"
 	"github.com/portico-gw/portico/internal/ir"
 )
 
 // Stream ports (TCP and UDP listeners) forward to the first route of the port: the IR
 // orders a listener's L4Routes oldest first, and only the first receives traffic.
 
-// streamRoute finds the route a TCP or UDP port serves: the first route of the first
+// PortRoute finds the route a TCP or UDP port serves: the first route of the first
 // listener that has one (nil: connections are closed, datagrams dropped).
-func streamRoute(p *ir.Port, compile func([]ir.L4Route) []l4Route) *l4Route {
+func PortRoute(p *ir.Port, clusters upstream.Set) *Route {
 	for i := range p.Listeners {
 		if l := &p.Listeners[i]; len(l.L4Routes) > 0 && l.Unavailable == "" {
-			r := compile(l.L4Routes[:1])
+			r := CompileRoutes(l.L4Routes[:1], clusters)
 			return &r[0]
 		}
 	}
 	return nil
 }
 
-// routeStore is a stream socket's current route, swapped by Apply.
-type routeStore struct {
-	p atomic.Pointer[l4Route]
+// RouteStore is a stream socket's current route, swapped by Apply.
+type RouteStore struct {
+	p atomic.Pointer[Route]
 }
 
-// tcpServer serves a TCP port: each connection is forwarded to a backend of the port's
+// Store swaps in the route (nil: connections are closed, datagrams dropped).
+func (s *RouteStore) Store(r *Route) { s.p.Store(r) }
+
+// TCPServer serves a TCP port: each connection is forwarded to a backend of the port's
 // route, chosen by weight.
-type tcpServer struct {
-	route *routeStore
-	fwd   *streamForwarder
+type TCPServer struct {
+	route *RouteStore
+	fwd   *Forwarder
 	log   *slog.Logger
 
 	ln net.Listener // known from the start, so a Shutdown before Serve still closes it
 }
 
-func newTCPServer(ln net.Listener, route *routeStore, dialTimeout time.Duration, log *slog.Logger) *tcpServer {
-	return &tcpServer{ln: ln, route: route, fwd: newStreamForwarder(dialTimeout, log), log: log}
+func NewTCPServer(ln net.Listener, route *RouteStore, dialTimeout time.Duration, log *slog.Logger) *TCPServer {
+	return &TCPServer{ln: ln, route: route, fwd: NewForwarder(dialTimeout, log), log: log}
 }
 
-// Serve accepts on the listener given to newTCPServer (ln is the same one).
-func (s *tcpServer) Serve(net.Listener) error {
-	serveAccepts(s.ln, s.log, func(c net.Conn) { go s.fwd.forward(c, c, s.route.p.Load()) })
+// Serve accepts on the listener given to NewTCPServer (ln is the same one).
+func (s *TCPServer) Serve(net.Listener) error {
+	ServeAccepts(s.ln, s.log, func(c net.Conn) { go s.fwd.Forward(c, c, s.route.p.Load()) })
 	return http.ErrServerClosed
 }
 
-// serveAccepts accepts until ln is closed, handing each connection to handle. Other
+// ServeAccepts accepts until ln is closed, handing each connection to handle. Other
 // accept errors (out of file descriptors and the like) are retried after a growing
 // pause, as net/http does.
-func serveAccepts(ln net.Listener, log *slog.Logger, handle func(net.Conn)) {
+func ServeAccepts(ln net.Listener, log *slog.Logger, handle func(net.Conn)) {
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
@@ -77,29 +81,29 @@ func serveAccepts(ln net.Listener, log *slog.Logger, handle func(net.Conn)) {
 
 // Shutdown stops accepting and waits until the forwarded connections end or ctx is
 // done; then it closes what is left and returns ctx's error.
-func (s *tcpServer) Shutdown(ctx context.Context) error {
+func (s *TCPServer) Shutdown(ctx context.Context) error {
 	s.closeListener()
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
-	for s.fwd.count() > 0 {
+	for s.fwd.Count() > 0 {
 		select {
 		case <-ctx.Done():
-			s.fwd.closeAll()
+			s.fwd.CloseAll()
 			return ctx.Err()
 		case <-t.C:
 		}
 	}
-	s.fwd.closeAll()
+	s.fwd.CloseAll()
 	return nil
 }
 
-func (s *tcpServer) Close() error {
+func (s *TCPServer) Close() error {
 	s.closeListener()
-	s.fwd.closeAll()
+	s.fwd.CloseAll()
 	return nil
 }
 
-func (s *tcpServer) closeListener() { s.ln.Close() }
+func (s *TCPServer) closeListener() { s.ln.Close() }
 
 // UDP session limits: a session ends (and frees its backend socket) after
 // udpIdleTimeout without a datagram either way, or after udpUnansweredTimeout if the
@@ -111,12 +115,12 @@ const (
 	udpMaxSessions       = 16384
 )
 
-// udpServer serves a UDP port. Each client address is a session with a socket of its
+// UDPServer serves a UDP port. Each client address is a session with a socket of its
 // own towards one backend (chosen by weight when the session starts): datagrams from
 // the client go to that backend, and the backend's replies go back to the client from
 // the Gateway's address.
-type udpServer struct {
-	route *routeStore
+type UDPServer struct {
+	route *RouteStore
 	pc    net.PacketConn
 	log   *slog.Logger
 	idle  time.Duration
@@ -140,11 +144,11 @@ func (u *udpSession) timeout(idle time.Duration) time.Duration {
 	return min(idle, udpUnansweredTimeout)
 }
 
-func newUDPServer(pc net.PacketConn, route *routeStore, log *slog.Logger) *udpServer {
-	return &udpServer{route: route, pc: pc, log: log, idle: udpIdleTimeout, sessions: map[string]*udpSession{}}
+func NewUDPServer(pc net.PacketConn, route *RouteStore, log *slog.Logger) *UDPServer {
+	return &UDPServer{route: route, pc: pc, log: log, idle: udpIdleTimeout, sessions: map[string]*udpSession{}}
 }
 
-func (s *udpServer) Serve(net.Listener) error {
+func (s *UDPServer) Serve(net.Listener) error {
 	buf := make([]byte, 64<<10)
 	for {
 		n, from, err := s.pc.ReadFrom(buf)
@@ -178,7 +182,7 @@ func (s *udpServer) Serve(net.Listener) error {
 }
 
 // endSession removes a session (if it is still the client's) and closes its socket.
-func (s *udpServer) endSession(key string, sess *udpSession) {
+func (s *UDPServer) endSession(key string, sess *udpSession) {
 	s.mu.Lock()
 	if s.sessions[key] == sess {
 		delete(s.sessions, key)
@@ -188,7 +192,7 @@ func (s *udpServer) endSession(key string, sess *udpSession) {
 }
 
 // session finds or starts the client's session.
-func (s *udpServer) session(from net.Addr) *udpSession {
+func (s *UDPServer) session(from net.Addr) *udpSession {
 	key := from.String()
 	s.mu.Lock()
 	sess := s.sessions[key]
@@ -200,7 +204,7 @@ func (s *udpServer) session(from net.Addr) *udpSession {
 	if r == nil {
 		return nil
 	}
-	cl := r.pick()
+	cl := r.Pick()
 	if cl == nil || cl.Invalid != "" {
 		return nil
 	}
@@ -238,7 +242,7 @@ func (s *udpServer) session(from net.Addr) *udpSession {
 
 // replies copies the backend's datagrams back to the client until the session idles
 // out, its backend refuses, or the server closes.
-func (s *udpServer) replies(key string, client net.Addr, sess *udpSession) {
+func (s *UDPServer) replies(key string, client net.Addr, sess *udpSession) {
 	defer s.endSession(key, sess)
 	buf := make([]byte, 64<<10)
 	for {
@@ -266,9 +270,9 @@ func (s *udpServer) replies(key string, client net.Addr, sess *udpSession) {
 }
 
 // Shutdown and Close stop reading and end every session: UDP has nothing to drain.
-func (s *udpServer) Shutdown(context.Context) error { return s.Close() }
+func (s *UDPServer) Shutdown(context.Context) error { return s.Close() }
 
-func (s *udpServer) Close() error {
+func (s *UDPServer) Close() error {
 	s.mu.Lock()
 	s.closed = true
 	ups := make([]net.Conn, 0, len(s.sessions))
@@ -283,26 +287,26 @@ func (s *udpServer) Close() error {
 	return err
 }
 
-// packetListener lets a UDP socket sit where the sockets keep a net.Listener (its
+// PacketListener lets a UDP socket sit where the sockets keep a net.Listener (its
 // address, and closing it); nothing is ever accepted from it.
-type packetListener struct {
+type PacketListener struct {
 	pc   net.PacketConn
 	once sync.Once
 	done chan struct{}
 }
 
-func newPacketListener(pc net.PacketConn) *packetListener {
-	return &packetListener{pc: pc, done: make(chan struct{})}
+func NewPacketListener(pc net.PacketConn) *PacketListener {
+	return &PacketListener{pc: pc, done: make(chan struct{})}
 }
 
-func (l *packetListener) Accept() (net.Conn, error) {
+func (l *PacketListener) Accept() (net.Conn, error) {
 	<-l.done
 	return nil, net.ErrClosed
 }
 
-func (l *packetListener) Close() error {
+func (l *PacketListener) Close() error {
 	l.once.Do(func() { close(l.done) })
 	return l.pc.Close()
 }
 
-func (l *packetListener) Addr() net.Addr { return l.pc.LocalAddr() }
+func (l *PacketListener) Addr() net.Addr { return l.pc.LocalAddr() }

@@ -4,82 +4,20 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
-	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/portico-gw/portico/internal/dataplane/upstream"
+	"github.com/portico-gw/portico/internal/dataplane/l4"
 	"github.com/portico-gw/portico/internal/ir"
 )
 
-// l4Route is a compiled ir.L4Route: TLSRoute entries of a TLS listener, chosen by SNI.
-type l4Route struct {
-	name     string
-	hostname string // "", an exact name or "*.suffix"
-	backends []l4Backend
-	total    uint64
-}
-
-type l4Backend struct {
-	cluster *upstream.Cluster // nil: an invalid reference; connections picked for it close
-	weight  uint64
-}
-
-func compileL4Routes(routes []ir.L4Route, clusters upstream.Set) []l4Route {
-	out := make([]l4Route, 0, len(routes))
-	for _, r := range routes {
-		cr := l4Route{name: r.Name}
-		if len(r.Hostnames) > 0 {
-			cr.hostname = strings.ToLower(r.Hostnames[0])
-		}
-		for _, b := range r.Backends {
-			if b.Weight == 0 {
-				continue
-			}
-			cr.backends = append(cr.backends, l4Backend{cluster: clusters[b.Cluster], weight: uint64(b.Weight)})
-			cr.total += uint64(b.Weight)
-		}
-		out = append(out, cr)
-	}
-	return out
-}
-
-// matches reports whether the route's hostname takes the SNI name.
-func (r *l4Route) matches(sni string) bool {
-	switch {
-	case r.hostname == "":
-		return true
-	case strings.HasPrefix(r.hostname, "*."):
-		suffix := r.hostname[1:]
-		return len(sni) > len(suffix) && strings.HasSuffix(sni, suffix)
-	}
-	return sni == r.hostname
-}
-
-// pick chooses a backend by weight; nil when the rule has none or the chosen one is
-// invalid.
-func (r *l4Route) pick() *upstream.Cluster {
-	if r.total == 0 {
-		return nil
-	}
-	n := rand.Uint64N(r.total)
-	for _, b := range r.backends {
-		if n < b.weight {
-			return b.cluster
-		}
-		n -= b.weight
-	}
-	return nil
-}
-
 // route finds the listener's first route for the SNI name.
-func (l *tlsListener) route(sni string) *l4Route {
+func (l *tlsListener) route(sni string) *l4.Route {
 	for i := range l.l4 {
-		if l.l4[i].matches(sni) {
+		if l.l4[i].Matches(sni) {
 			return &l.l4[i]
 		}
 	}
@@ -96,7 +34,7 @@ type sniListener struct {
 	net.Listener
 	certs   *certStore
 	httpCfg *tls.Config
-	fwd     *streamForwarder // forwarded connections, closed with the listener
+	fwd     *l4.Forwarder // forwarded connections, closed with the listener
 	log     *slog.Logger
 
 	ready chan net.Conn
@@ -109,7 +47,7 @@ const helloTimeout = 10 * time.Second
 
 func newSNIListener(ln net.Listener, certs *certStore, dialTimeout time.Duration, log *slog.Logger) *sniListener {
 	s := &sniListener{
-		Listener: ln, certs: certs, fwd: newStreamForwarder(dialTimeout, log), log: log,
+		Listener: ln, certs: certs, fwd: l4.NewForwarder(dialTimeout, log), log: log,
 		ready: make(chan net.Conn), done: make(chan struct{}),
 	}
 	s.httpCfg = &tls.Config{
@@ -160,12 +98,12 @@ func (s *sniListener) Accept() (net.Conn, error) {
 func (s *sniListener) Close() error {
 	err := s.Listener.Close()
 	s.once.Do(func() { close(s.done) })
-	s.fwd.closeAll()
+	s.fwd.CloseAll()
 	return err
 }
 
 func (s *sniListener) acceptLoop() {
-	serveAccepts(s.Listener, s.log, func(c net.Conn) {
+	l4.ServeAccepts(s.Listener, s.log, func(c net.Conn) {
 		if t := s.certs.p.Load(); t != nil && !t.hasL4 {
 			// Only HTTPS listeners: no need to look at the ClientHello here.
 			s.handOver(tls.Server(c, s.httpCfg))
@@ -206,7 +144,7 @@ func (s *sniListener) sort(c net.Conn) {
 	case !l.tlsProto && l.mode == ir.TLSTerminate:
 		s.handOver(tls.Server(conn, s.httpCfg))
 	case l.mode == ir.TLSPassthrough:
-		s.fwd.forward(conn, c, l.route(strings.ToLower(sni)))
+		s.fwd.Forward(conn, c, l.route(strings.ToLower(sni)))
 	default: // TLS listener, Terminate mode
 		tc := tls.Server(conn, &tls.Config{
 			MinVersion: tls.VersionTLS12,
@@ -220,152 +158,9 @@ func (s *sniListener) sort(c net.Conn) {
 			return
 		}
 		_ = tc.SetDeadline(time.Time{})
-		s.fwd.forward(tc, c, l.route(strings.ToLower(sni)))
+		s.fwd.Forward(tc, c, l.route(strings.ToLower(sni)))
 	}
 }
-
-// streamForwarder connects clients to TCP backends and keeps track of the forwarded
-// connections, so that they end with their socket.
-type streamForwarder struct {
-	dialTimeout time.Duration
-	log         *slog.Logger
-
-	open connSet // the raw client and backend connections
-}
-
-// connSet is a set of open connections that can all be closed at once.
-type connSet struct {
-	mu     sync.Mutex
-	m      map[net.Conn]struct{}
-	closed bool // closeAll was called: add refuses
-}
-
-// add adds cs, unless closeAll was called.
-func (s *connSet) add(cs ...net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	if s.m == nil {
-		s.m = map[net.Conn]struct{}{}
-	}
-	for _, c := range cs {
-		s.m[c] = struct{}{}
-	}
-	return true
-}
-
-func (s *connSet) remove(cs ...net.Conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range cs {
-		delete(s.m, c)
-	}
-}
-
-func (s *connSet) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.m)
-}
-
-// closeEach closes every connection in the set (outside the lock: a TLS close can
-// wait on its peer); refuse also makes later adds fail.
-func (s *connSet) closeEach(refuse bool) {
-	s.mu.Lock()
-	s.closed = s.closed || refuse
-	open := make([]net.Conn, 0, len(s.m))
-	for c := range s.m {
-		open = append(open, c)
-	}
-	s.mu.Unlock()
-	for _, c := range open {
-		c.Close()
-	}
-}
-
-func newStreamForwarder(dialTimeout time.Duration, log *slog.Logger) *streamForwarder {
-	if dialTimeout <= 0 {
-		dialTimeout = 5 * time.Second
-	}
-	return &streamForwarder{dialTimeout: dialTimeout, log: log}
-}
-
-// forward connects client (raw is its TCP connection, under any TLS) to a backend of
-// the route and copies both ways until both sides end, or either fails.
-func (f *streamForwarder) forward(client, raw net.Conn, r *l4Route) {
-	var cl *upstream.Cluster
-	if r != nil {
-		cl = r.pick()
-	}
-	if cl == nil || cl.Invalid != "" {
-		raw.Close()
-		return
-	}
-	ep, err := cl.Pick()
-	var up net.Conn
-	if err == nil {
-		up, err = net.DialTimeout("tcp", ep, f.dialTimeout)
-	}
-	if err == nil && cl.StreamTLS != nil {
-		// Re-encrypt towards the backend (BackendTLSPolicy; the Gateway's client
-		// certificate, if it has one): never forward a protected stream in plain text.
-		tc := tls.Client(up, cl.StreamTLS)
-		_ = tc.SetDeadline(time.Now().Add(f.dialTimeout))
-		if err = tc.Handshake(); err != nil {
-			up.Close()
-		} else {
-			_ = tc.SetDeadline(time.Time{})
-			up = tc
-		}
-	}
-	if err != nil {
-		f.log.Debug("route backend unreachable", "route", r.name, "cluster", cl.Name, "error", err)
-		raw.Close()
-		return
-	}
-	if !f.track(raw, up) {
-		raw.Close()
-		up.Close()
-		return
-	}
-	defer f.untrack(raw, up)
-	var wg sync.WaitGroup
-	wg.Go(func() { pipe(up, client, raw) })
-	pipe(client, up, up)
-	wg.Wait()
-}
-
-// pipe copies src to dst, then half-closes dst so the other direction sees the end. An
-// error (a reset, a closed connection) ends both directions: kill is closed.
-func pipe(dst, src, kill net.Conn) {
-	if _, err := io.Copy(dst, src); err != nil {
-		kill.Close()
-		_ = dst.Close()
-		return
-	}
-	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-	} else {
-		_ = dst.Close()
-	}
-}
-
-func (f *streamForwarder) track(cs ...net.Conn) bool { return f.open.add(cs...) }
-
-func (f *streamForwarder) untrack(cs ...net.Conn) {
-	f.open.remove(cs...)
-	for _, c := range cs {
-		c.Close()
-	}
-}
-
-// count is how many connections (client and backend sides) are open.
-func (f *streamForwarder) count() int { return f.open.len() }
-
-// closeAll ends every forwarded connection; later ones are refused.
-func (f *streamForwarder) closeAll() { f.open.closeEach(true) }
 
 // prefixConn replays bytes already read from the connection before reading more.
 type prefixConn struct {
