@@ -43,13 +43,9 @@ func tlsBackend(t *testing.T, ca *lfCA, name string, names ...string) ir.Endpoin
 	return ir.Endpoint{Address: "127.0.0.1", Port: uint32(port)}
 }
 
-// lineEcho is a plain TCP backend that answers each line with name: line.
-func lineEcho(t *testing.T, name string) ir.Endpoint {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+// serveConns accepts on ln until the test ends, handling each connection in its own
+// goroutine and closing it afterwards.
+func serveConns(t *testing.T, ln net.Listener, handle func(net.Conn)) {
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -59,15 +55,27 @@ func lineEcho(t *testing.T, name string) ir.Endpoint {
 			}
 			go func() {
 				defer c.Close()
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					if _, err := io.WriteString(c, name+": "+sc.Text()+"\n"); err != nil {
-						return
-					}
-				}
+				handle(c)
 			}()
 		}
 	}()
+}
+
+// lineEcho is a plain TCP backend that answers each line with name: line.
+func lineEcho(t *testing.T, name string) ir.Endpoint {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveConns(t, ln, func(c net.Conn) {
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			if _, err := io.WriteString(c, name+": "+sc.Text()+"\n"); err != nil {
+				return
+			}
+		}
+	})
 	return ir.Endpoint{Address: "127.0.0.1", Port: uint32(ln.Addr().(*net.TCPAddr).Port)}
 }
 
@@ -265,26 +273,16 @@ func TestTLSTerminateReencryptsToTheBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				tc := c.(*tls.Conn)
-				if tc.Handshake() != nil {
-					return
-				}
-				line, err := bufio.NewReader(tc).ReadString('\n')
-				if err == nil {
-					io.WriteString(tc, tc.ConnectionState().PeerCertificates[0].Subject.CommonName+": "+line)
-				}
-			}()
+	serveConns(t, ln, func(c net.Conn) {
+		tc := c.(*tls.Conn)
+		if tc.Handshake() != nil {
+			return
 		}
-	}()
+		line, err := bufio.NewReader(tc).ReadString('\n')
+		if err == nil {
+			io.WriteString(tc, tc.ConnectionState().PeerCertificates[0].Subject.CommonName+": "+line)
+		}
+	})
 	backend := ir.Endpoint{Address: "127.0.0.1", Port: uint32(ln.Addr().(*net.TCPAddr).Port)}
 	cc := clientCert(t, clientCA, "gateway")
 	keyDER, err := x509.MarshalECPrivateKey(cc.PrivateKey.(*ecdsa.PrivateKey))

@@ -654,12 +654,13 @@ func (n *Node) writeVolumes(ctx context.Context, pod *corev1.Pod, dir string) (m
 						if it.FieldRef == nil {
 							continue
 						}
-						val, ferr := n.podField(pod, it.FieldRef.FieldPath, netip.Addr{})
-						if ferr != nil {
-							err = ferr
-							break
+						var val string
+						if val, err = n.podField(pod, it.FieldRef.FieldPath, netip.Addr{}); err == nil {
+							err = writeKeys(vdir, map[string][]byte{it.Path: []byte(val)}, nil, false)
 						}
-						err = writeKeys(vdir, map[string][]byte{it.Path: []byte(val)}, nil, false)
+						if err != nil {
+							break // an error of an earlier item must not be overwritten
+						}
 					}
 				case src.ServiceAccountToken != nil:
 					err = n.writeToken(ctx, pod, vdir, src.ServiceAccountToken)
