@@ -249,6 +249,11 @@ func (s *Server) Apply(cfg *ir.Config) error {
 	for key, sock := range s.sockets {
 		if _, keep := ports[key]; !keep {
 			delete(s.sockets, key)
+			if key.stream == ir.ProtocolUDP {
+				// UDP has nothing to drain: the port and its sessions end before Apply
+				// returns, so no datagram sent after it is still forwarded.
+				sock.srv.Close()
+			}
 			s.drain(sock)
 		}
 	}
