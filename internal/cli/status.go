@@ -81,6 +81,17 @@ func printStatus(w io.Writer, doc *admin.StatusDocument) bool {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, l.Name, acc, prog, res, l.AttachedRoutes, detail)
 		}
 	}
+	for _, s := range st.ListenerSets {
+		name := "ListenerSet " + s.Namespace + "/" + s.Name
+		acc, prog, res, detail := summarize(s.Status.Conditions)
+		bad = bad || acc == "False" || prog == "False"
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, "-", acc, prog, res, "-", detail)
+		for _, l := range s.Status.Listeners {
+			acc, prog, res, detail := summarize(l.Conditions)
+			bad = bad || acc == "False" || prog == "False" || res == "False"
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, l.Name, acc, prog, res, l.AttachedRoutes, detail)
+		}
+	}
 	tw.Flush()
 	if len(st.Routes) > 0 {
 		fmt.Fprintln(w)

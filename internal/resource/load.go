@@ -58,6 +58,7 @@ const (
 var kinds = map[string]kindInfo{
 	"GatewayClass":       {[]string{gwGroup + "v1", gwGroup + "v1beta1"}, false, func() client.Object { return &gwv1.GatewayClass{} }},
 	"Gateway":            {[]string{gwGroup + "v1", gwGroup + "v1beta1"}, true, func() client.Object { return &gwv1.Gateway{} }},
+	"ListenerSet":        {[]string{gwGroup + "v1"}, true, func() client.Object { return &gwv1.ListenerSet{} }},
 	"HTTPRoute":          {[]string{gwGroup + "v1", gwGroup + "v1beta1"}, true, func() client.Object { return &gwv1.HTTPRoute{} }},
 	"GRPCRoute":          {[]string{gwGroup + "v1"}, true, func() client.Object { return &gwv1.GRPCRoute{} }},
 	"TLSRoute":           {[]string{gwGroup + "v1", gwGroup + "v1alpha3", gwGroup + "v1alpha2"}, true, func() client.Object { return &gwv1.TLSRoute{} }},

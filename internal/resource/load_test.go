@@ -39,6 +39,20 @@ spec:
     protocol: HTTP
     port: 80
 `
+	listenerSetDoc = `apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata:
+  name: team-a
+  namespace: apps
+spec:
+  parentRef:
+    name: public
+    namespace: infra
+  listeners:
+  - name: http
+    protocol: HTTP
+    port: 8080
+`
 	httpRouteDoc = `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata:
@@ -190,6 +204,8 @@ var everyKind = []kindCase{
 		in(func(s *Snapshot) map[Key]*gwv1.GatewayClass { return s.GatewayClasses })},
 	{"Gateway", gatewayDoc, Key{"infra", "public"}, gwGVK("Gateway"),
 		in(func(s *Snapshot) map[Key]*gwv1.Gateway { return s.Gateways })},
+	{"ListenerSet", listenerSetDoc, Key{"apps", "team-a"}, gwGVK("ListenerSet"),
+		in(func(s *Snapshot) map[Key]*gwv1.ListenerSet { return s.ListenerSets })},
 	{"HTTPRoute", httpRouteDoc, Key{"default", "web"}, gwGVK("HTTPRoute"),
 		in(func(s *Snapshot) map[Key]*gwv1.HTTPRoute { return s.HTTPRoutes })},
 	{"GRPCRoute", grpcRouteDoc, Key{"apps", "echo"}, gwGVK("GRPCRoute"),

@@ -48,6 +48,7 @@ func (k Key) Compare(o Key) int {
 type Snapshot struct {
 	GatewayClasses     map[Key]*gwv1.GatewayClass
 	Gateways           map[Key]*gwv1.Gateway
+	ListenerSets       map[Key]*gwv1.ListenerSet
 	HTTPRoutes         map[Key]*gwv1.HTTPRoute
 	GRPCRoutes         map[Key]*gwv1.GRPCRoute
 	TLSRoutes          map[Key]*gwv1.TLSRoute
@@ -68,6 +69,7 @@ func NewSnapshot() *Snapshot {
 	return &Snapshot{
 		GatewayClasses:     map[Key]*gwv1.GatewayClass{},
 		Gateways:           map[Key]*gwv1.Gateway{},
+		ListenerSets:       map[Key]*gwv1.ListenerSet{},
 		HTTPRoutes:         map[Key]*gwv1.HTTPRoute{},
 		GRPCRoutes:         map[Key]*gwv1.GRPCRoute{},
 		TLSRoutes:          map[Key]*gwv1.TLSRoute{},
@@ -93,6 +95,8 @@ func (s *Snapshot) Add(obj client.Object) (replaced bool, err error) {
 		return put(s.GatewayClasses, k, o), nil
 	case *gwv1.Gateway:
 		return put(s.Gateways, k, o), nil
+	case *gwv1.ListenerSet:
+		return put(s.ListenerSets, k, o), nil
 	case *gwv1.HTTPRoute:
 		return put(s.HTTPRoutes, k, o), nil
 	case *gwv1.GRPCRoute:
@@ -131,7 +135,7 @@ func put[T any](m map[Key]T, k Key, v T) bool {
 
 // Len is the number of objects held.
 func (s *Snapshot) Len() int {
-	return len(s.GatewayClasses) + len(s.Gateways) + len(s.HTTPRoutes) + len(s.GRPCRoutes) +
+	return len(s.GatewayClasses) + len(s.Gateways) + len(s.ListenerSets) + len(s.HTTPRoutes) + len(s.GRPCRoutes) +
 		len(s.TLSRoutes) + len(s.TCPRoutes) + len(s.UDPRoutes) + len(s.ReferenceGrants) +
 		len(s.BackendTLSPolicies) + len(s.Services) + len(s.EndpointSlices) + len(s.Secrets) +
 		len(s.ConfigMaps) + len(s.Namespaces) + len(s.Backends)

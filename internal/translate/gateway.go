@@ -17,7 +17,10 @@ import (
 // gatewayState is one Gateway of an accepted, owned GatewayClass.
 type gatewayState struct {
 	obj       *gwv1.Gateway
-	listeners []*listenerState // spec order
+	listeners []*listenerState // the Gateway's own, in spec order
+	// sets are the ListenerSets the Gateway takes, in precedence order (their
+	// listeners come after the Gateway's own; see all).
+	sets []*listenerSetState
 	// addresses are the usable spec.addresses, with their types defaulted.
 	addresses []gwv1.GatewayStatusAddress
 	// rejected holds reasons the Gateway is not Accepted (unsupported address types,
@@ -32,6 +35,7 @@ type gatewayState struct {
 }
 
 func (t *translator) translateGateways() {
+	setsByParent := t.listenerSetsByParent()
 	for _, gw := range resource.Sorted(t.snap.Gateways) {
 		class, ok := t.classes[string(gw.Spec.GatewayClassName)]
 		if !ok {
@@ -51,7 +55,7 @@ func (t *translator) translateGateways() {
 				"infrastructure.parametersRef %s %s: Portico reads no Gateway parameters; remove it", groupKind(string(ref.Group), string(ref.Kind)), ref.Name)
 		}
 		if gw.Spec.TLS != nil && gw.Spec.TLS.Backend != nil && gw.Spec.TLS.Backend.ClientCertificateRef != nil {
-			cert, err := t.loadCertificate(gw, *gw.Spec.TLS.Backend.ClientCertificateRef)
+			cert, err := t.loadCertificate(gatewayOwner(gw), *gw.Spec.TLS.Backend.ClientCertificateRef)
 			if err != nil {
 				g.backendCertErr = err
 			} else {
@@ -59,8 +63,9 @@ func (t *translator) translateGateways() {
 			}
 		}
 		for i := range gw.Spec.Listeners {
-			g.listeners = append(g.listeners, t.newListener(g, &gw.Spec.Listeners[i]))
+			g.listeners = append(g.listeners, t.newListener(g, nil, &gw.Spec.Listeners[i]))
 		}
+		t.addListenerSets(g, setsByParent[resource.KeyOf(gw)])
 		g.detectConflicts()
 		t.gateways = append(t.gateways, g)
 		t.gwByKey[resource.KeyOf(gw)] = g
@@ -100,7 +105,7 @@ func (t *translator) detectPortClashes() {
 			}
 		}
 		var mine []port
-		for _, l := range g.listeners {
+		for _, l := range g.all() {
 			if !l.canAttach() {
 				continue
 			}
@@ -200,16 +205,31 @@ func transport(k ir.Protocol) string {
 	return "tcp"
 }
 
+// all is every listener the Gateway serves: its own, then its ListenerSets'.
+func (g *gatewayState) all() []*listenerState {
+	if len(g.sets) == 0 {
+		return g.listeners
+	}
+	out := slices.Clone(g.listeners)
+	for _, s := range g.sets {
+		out = append(out, s.listeners...)
+	}
+	return out
+}
+
+type portKey struct {
+	port      gwv1.PortNumber
+	transport string
+}
+
 // detectConflicts marks listeners that cannot be told apart: different protocols on one
-// port, or the same hostname twice on one port. The spec forbids picking a winner, so
-// every listener of a conflicting group is marked and none of them binds the port.
+// port, or the same hostname twice on one port. Among the Gateway's own listeners the
+// spec forbids picking a winner, so every listener of a conflicting group is marked and
+// none of them binds the port. A ListenerSet's listener comes after them and after
+// older sets' listeners, and is the one marked when it clashes with one of those.
 // It also flags TLS listeners whose hostnames overlap (OverlappingTLSConfig), which are
 // served but let a client's SNI and Host disagree about the listener.
 func (g *gatewayState) detectConflicts() {
-	type portKey struct {
-		port      gwv1.PortNumber
-		transport string
-	}
 	byPort := map[portKey][]*listenerState{}
 	var order []portKey
 	for _, l := range g.listeners {
@@ -223,47 +243,96 @@ func (g *gatewayState) detectConflicts() {
 		byPort[k] = append(byPort[k], l)
 	}
 	for _, k := range order {
-		ls := byPort[k]
-		if slices.ContainsFunc(ls, func(l *listenerState) bool { return l.kind != ls[0].kind }) {
-			var protos []string
-			for _, l := range ls {
-				protos = append(protos, fmt.Sprintf("%q (%s)", l.spec.Name, l.spec.Protocol))
-			}
-			msg := fmt.Sprintf("listeners on port %d use protocols that cannot share a port: %s", k.port, strings.Join(protos, ", "))
-			for _, l := range ls {
-				l.conflict, l.conflictMsg = gwv1.ListenerReasonProtocolConflict, msg
-			}
-			continue
-		}
-		byHost := map[string][]*listenerState{}
-		for _, l := range ls {
-			h := l.hostname()
-			if l.kind == ir.ProtocolTCP || l.kind == ir.ProtocolUDP {
-				h = "" // these protocols cannot tell listeners apart by hostname
-			}
-			byHost[h] = append(byHost[h], l)
-		}
-		for h, group := range byHost {
-			if len(group) < 2 {
+		markConflicts(k, byPort[k])
+	}
+	for _, s := range g.sets {
+		for _, l := range s.listeners {
+			if !l.accepted.ok() || l.kind == "" {
 				continue
 			}
-			names := make([]string, len(group))
-			for i, l := range group {
-				names[i] = string(l.spec.Name)
+			k := portKey{l.spec.Port, transport(l.kind)}
+			if _, seen := byPort[k]; !seen {
+				order = append(order, k)
 			}
-			shown := h
-			if shown == "" {
-				shown = "(any hostname)"
+			if !l.conflictsWithEarlier(byPort[k]) {
+				byPort[k] = append(byPort[k], l)
 			}
-			msg := fmt.Sprintf("listeners %s all serve %s on port %d", joinQuoted(names), shown, k.port)
-			for _, l := range group {
-				l.conflict, l.conflictMsg = gwv1.ListenerReasonHostnameConflict, msg
-			}
-		}
-		if ls[0].kind == ir.ProtocolTLS {
-			markOverlappingTLS(ls)
 		}
 	}
+	for _, k := range order {
+		markOverlappingTLS(slices.DeleteFunc(slices.Clone(byPort[k]), func(l *listenerState) bool {
+			return l.conflict != "" || l.kind != ir.ProtocolTLS
+		}))
+	}
+}
+
+// listenerHostKey is the hostname that tells listeners of one port apart; TCP and UDP
+// listeners cannot be told apart by hostname.
+func (l *listenerState) listenerHostKey() string {
+	if l.kind == ir.ProtocolTCP || l.kind == ir.ProtocolUDP {
+		return ""
+	}
+	return l.hostname()
+}
+
+// markConflicts marks the Gateway's own listeners of one port that conflict.
+func markConflicts(k portKey, ls []*listenerState) {
+	if slices.ContainsFunc(ls, func(l *listenerState) bool { return l.kind != ls[0].kind }) {
+		var protos []string
+		for _, l := range ls {
+			protos = append(protos, fmt.Sprintf("%q (%s)", l.spec.Name, l.spec.Protocol))
+		}
+		msg := fmt.Sprintf("listeners on port %d use protocols that cannot share a port: %s", k.port, strings.Join(protos, ", "))
+		for _, l := range ls {
+			l.conflict, l.conflictMsg = gwv1.ListenerReasonProtocolConflict, msg
+		}
+		return
+	}
+	byHost := map[string][]*listenerState{}
+	for _, l := range ls {
+		byHost[l.listenerHostKey()] = append(byHost[l.listenerHostKey()], l)
+	}
+	for h, group := range byHost {
+		if len(group) < 2 {
+			continue
+		}
+		names := make([]string, len(group))
+		for i, l := range group {
+			names[i] = string(l.spec.Name)
+		}
+		msg := fmt.Sprintf("listeners %s all serve %s on port %d", joinQuoted(names), shownHost(h), k.port)
+		for _, l := range group {
+			l.conflict, l.conflictMsg = gwv1.ListenerReasonHostnameConflict, msg
+		}
+	}
+}
+
+func shownHost(h string) string {
+	if h == "" {
+		return "(any hostname)"
+	}
+	return h
+}
+
+// conflictsWithEarlier marks a ListenerSet listener that clashes with a listener that
+// takes precedence on its port (earlier: the Gateway's own, or an older set's), and
+// reports whether it did.
+func (l *listenerState) conflictsWithEarlier(earlier []*listenerState) bool {
+	for _, e := range earlier {
+		if e.conflict == "" && e.kind != l.kind {
+			l.conflict = gwv1.ListenerReasonProtocolConflict
+			l.conflictMsg = fmt.Sprintf("port %d is already served with protocol %s by %s, which takes precedence", l.spec.Port, e.spec.Protocol, e.describe())
+			return true
+		}
+	}
+	for _, e := range earlier {
+		if e.conflict == "" && e.listenerHostKey() == l.listenerHostKey() {
+			l.conflict = gwv1.ListenerReasonHostnameConflict
+			l.conflictMsg = fmt.Sprintf("%s on port %d is already served by %s, which takes precedence", shownHost(l.listenerHostKey()), l.spec.Port, e.describe())
+			return true
+		}
+	}
+	return false
 }
 
 // markOverlappingTLS flags TLS listeners on one port whose hostnames overlap (one is a
@@ -304,6 +373,7 @@ func (g *gatewayState) status() gwv1.GatewayStatus {
 	if g.bindable() {
 		st.Addresses = g.addresses // only addresses actually bound are reported
 	}
+	st.AttachedListenerSets = g.attachedListenerSets()
 	valid := len(g.listeners) - len(invalid)
 
 	var accepted, programmed metav1.Condition
@@ -368,7 +438,7 @@ func (g *gatewayState) status() gwv1.GatewayStatus {
 // without a valid certificate into one of its HTTPS listeners, and on which port (the
 // effective validation of each port: a perPort entry overrides the default).
 func insecureFrontendValidation(g *gatewayState) (string, bool) {
-	for _, l := range g.listeners {
+	for _, l := range g.all() {
 		if l.spec.Protocol != gwv1.HTTPSProtocolType {
 			continue
 		}
@@ -392,18 +462,18 @@ func (g *gatewayState) buildIR() (ir.Gateway, bool) {
 			out.Addresses = append(out.Addresses, a.Value)
 		}
 	}
-	type portKey struct {
+	type irPortKey struct {
 		number    uint32
 		transport string
 	}
-	ports := map[portKey]*ir.Port{}
-	var order []portKey
-	for _, l := range g.listeners {
+	ports := map[irPortKey]*ir.Port{}
+	var order []irPortKey
+	for _, l := range g.all() {
 		unavailable := !l.programmed() && l.canAttach() && l.tls != nil
 		if !l.programmed() && !unavailable {
 			continue
 		}
-		k := portKey{uint32(l.spec.Port), transport(l.kind)}
+		k := irPortKey{uint32(l.spec.Port), transport(l.kind)}
 		p, ok := ports[k]
 		if !ok {
 			p = &ir.Port{Number: k.number, Protocol: l.kind}
@@ -417,7 +487,7 @@ func (g *gatewayState) buildIR() (ir.Gateway, bool) {
 		}
 		p.Listeners = append(p.Listeners, il)
 	}
-	slices.SortFunc(order, func(a, b portKey) int {
+	slices.SortFunc(order, func(a, b irPortKey) int {
 		if a.number != b.number {
 			return int(a.number) - int(b.number)
 		}

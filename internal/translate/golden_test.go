@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/portico-gw/portico/internal/ir"
@@ -177,11 +178,15 @@ func expectations(input []byte) []string {
 //	expect: GatewayClass NAME Type=Status Reason
 //	expect: Gateway NS/NAME Type=Status Reason
 //	expect: Gateway NS/NAME addresses=A,B
+//	expect: Gateway NS/NAME attachedListenerSets=N   (or =nil: not reported)
+//	expect: ListenerSet NS/NAME Type=Status Reason
+//	expect: SetListener NS/SET/LISTENER ...          (as Listener, for a ListenerSet's listener)
 //	expect: Listener NS/GW/LISTENER Type=Status Reason
 //	expect: Listener NS/GW/LISTENER attachedRoutes=N
 //	expect: Listener NS/GW/LISTENER supportedKinds=K1,K2
 //	expect: KIND NS/NAME Type=Status Reason          (every owned parent of a route)
 //	expect: KIND NS/NAME@GWNS/GW[/SECTION] Type=Status Reason   (one parent)
+//	expect: KIND NS/NAME@ListenerSet:NS/SET[/SECTION] Type=Status Reason
 //	expect: KIND NS/NAME no-status                   (no parent is ours)
 //	expect: BackendTLSPolicy NS/NAME Type=Status Reason
 //	expect-order: ROUTE1 < ROUTE2                    (both in one virtual host, ROUTE1 first)
@@ -327,35 +332,44 @@ func checkStatus(f []string, st *Status) error {
 				}
 				return nil
 			}
+			if v, ok := strings.CutPrefix(what, "attachedListenerSets="); ok {
+				got := "nil"
+				if n := g.Status.AttachedListenerSets; n != nil {
+					got = strconv.Itoa(int(*n))
+				}
+				if got != v {
+					return fmt.Errorf("attachedListenerSets is %s", got)
+				}
+				return nil
+			}
 			return checkCondition(g.Status.Conditions, what, reason)
 		}
 		return fmt.Errorf("no status for Gateway %s", name)
 	case "Listener":
 		for _, g := range st.Gateways {
 			for _, l := range g.Status.Listeners {
-				if g.Namespace+"/"+g.Name+"/"+string(l.Name) != name {
-					continue
+				if g.Namespace+"/"+g.Name+"/"+string(l.Name) == name {
+					return checkListener(l, what, reason)
 				}
-				if v, ok := strings.CutPrefix(what, "attachedRoutes="); ok {
-					if strconv.Itoa(int(l.AttachedRoutes)) != v {
-						return fmt.Errorf("attachedRoutes is %d", l.AttachedRoutes)
-					}
-					return nil
-				}
-				if v, ok := strings.CutPrefix(what, "supportedKinds="); ok {
-					var got []string
-					for _, k := range l.SupportedKinds {
-						got = append(got, string(k.Kind))
-					}
-					if strings.Join(got, ",") != v {
-						return fmt.Errorf("supportedKinds are %v", got)
-					}
-					return nil
-				}
-				return checkCondition(l.Conditions, what, reason)
 			}
 		}
 		return fmt.Errorf("no status for listener %s", name)
+	case "ListenerSet":
+		for _, ls := range st.ListenerSets {
+			if ls.Namespace+"/"+ls.Name == name {
+				return checkCondition(ls.Status.Conditions, what, reason)
+			}
+		}
+		return fmt.Errorf("no status for ListenerSet %s", name)
+	case "SetListener":
+		for _, ls := range st.ListenerSets {
+			for _, l := range ls.Status.Listeners {
+				if ls.Namespace+"/"+ls.Name+"/"+string(l.Name) == name {
+					return checkListener(gwv1.ListenerStatus(l), what, reason)
+				}
+			}
+		}
+		return fmt.Errorf("no status for ListenerSet listener %s", name)
 	case "BackendTLSPolicy":
 		for _, p := range st.BackendTLSPolicies {
 			if p.Namespace+"/"+p.Name != name {
@@ -395,6 +409,9 @@ func checkStatus(f []string, st *Status) error {
 				ns = string(*p.ParentRef.Namespace)
 			}
 			id := ns + "/" + pn
+			if p.ParentRef.Kind != nil && *p.ParentRef.Kind == "ListenerSet" {
+				id = "ListenerSet:" + id
+			}
 			if p.ParentRef.SectionName != nil {
 				id += "/" + string(*p.ParentRef.SectionName)
 			}
@@ -415,6 +432,26 @@ func checkStatus(f []string, st *Status) error {
 		return nil
 	}
 	return fmt.Errorf("no status for %s %s", kind, routeName)
+}
+
+func checkListener(l gwv1.ListenerStatus, what, reason string) error {
+	if v, ok := strings.CutPrefix(what, "attachedRoutes="); ok {
+		if strconv.Itoa(int(l.AttachedRoutes)) != v {
+			return fmt.Errorf("attachedRoutes is %d", l.AttachedRoutes)
+		}
+		return nil
+	}
+	if v, ok := strings.CutPrefix(what, "supportedKinds="); ok {
+		var got []string
+		for _, k := range l.SupportedKinds {
+			got = append(got, string(k.Kind))
+		}
+		if strings.Join(got, ",") != v {
+			return fmt.Errorf("supportedKinds are %v", got)
+		}
+		return nil
+	}
+	return checkCondition(l.Conditions, what, reason)
 }
 
 func checkCondition(conds []metav1.Condition, what, reason string) error {

@@ -20,6 +20,7 @@ import (
 // are attached, what it serves.
 type listenerState struct {
 	gw   *gatewayState
+	set  *listenerSetState // the ListenerSet that defines it; nil for the Gateway's own
 	spec *gwv1.Listener
 	kind ir.Protocol // socket kind; "" for unsupported protocols
 
@@ -56,8 +57,8 @@ func routeKindsFor(p gwv1.ProtocolType) []gwv1.Kind {
 	return nil
 }
 
-func (t *translator) newListener(g *gatewayState, spec *gwv1.Listener) *listenerState {
-	l := &listenerState{gw: g, spec: spec, kind: portKind(spec.Protocol), attached: map[string]bool{}, vhosts: map[string]*vhostBuilder{}}
+func (t *translator) newListener(g *gatewayState, set *listenerSetState, spec *gwv1.Listener) *listenerState {
+	l := &listenerState{gw: g, set: set, spec: spec, kind: portKind(spec.Protocol), attached: map[string]bool{}, vhosts: map[string]*vhostBuilder{}}
 	if l.kind == "" {
 		l.accepted.add(string(gwv1.ListenerReasonUnsupportedProtocol),
 			"protocol %q is not supported; use HTTP, HTTPS, TLS, TCP or UDP", spec.Protocol)
@@ -76,13 +77,17 @@ func (t *translator) newListener(g *gatewayState, spec *gwv1.Listener) *listener
 			l.accepted.add(string(gwv1.ListenerReasonUnsupportedValue), "hostname: %v", err)
 		}
 	}
-	for _, other := range g.listeners {
+	siblings := g.listeners
+	if set != nil {
+		siblings = set.listeners // names are unique per Gateway or ListenerSet, not across them
+	}
+	for _, other := range siblings {
 		if other.spec.Name == spec.Name {
 			l.accepted.add(string(gwv1.ListenerReasonUnsupportedValue), "another listener is already named %q; names must be unique", spec.Name)
 		}
 	}
 	l.validateKinds()
-	l.allowed = t.routeNamespacesFor(g, spec)
+	l.allowed = t.routeNamespacesFor(l.owner().namespace, spec)
 	if l.allowed.err != nil {
 		l.accepted.add(string(gwv1.ListenerReasonUnsupportedValue), "%v", l.allowed.err)
 	}
@@ -161,7 +166,7 @@ func (l *listenerState) validateTLS(t *translator) {
 		l.resolvedRefs.add(string(gwv1.ListenerReasonInvalidCertificateRef), "tls.certificateRefs is empty: TLS termination needs a certificate")
 	}
 	for i, ref := range cfg.CertificateRefs {
-		cert, err := t.loadCertificate(l.gw.obj, ref)
+		cert, err := t.loadCertificate(l.owner(), ref)
 		if err != nil {
 			l.resolvedRefs.add(err.reason, "tls.certificateRefs[%d]: %s", i, err.msg)
 			continue
@@ -175,8 +180,33 @@ type refError struct {
 	msg    string
 }
 
-// loadCertificate resolves a certificateRef to a validated PEM key pair.
-func (t *translator) loadCertificate(gw *gwv1.Gateway, ref gwv1.SecretObjectReference) (ir.Certificate, *refError) {
+// owner is the object that defines a listener (a Gateway or a ListenerSet): its
+// namespace is the default for references, and ReferenceGrants must name its kind.
+type owner struct {
+	kind, namespace, name string
+}
+
+func (o owner) String() string { return o.kind + " " + o.namespace + "/" + o.name }
+
+func gatewayOwner(gw *gwv1.Gateway) owner { return owner{"Gateway", gw.Namespace, gw.Name} }
+
+func (l *listenerState) owner() owner {
+	if l.set != nil {
+		return owner{"ListenerSet", l.set.obj.Namespace, l.set.obj.Name}
+	}
+	return gatewayOwner(l.gw.obj)
+}
+
+// generation is the generation of the object that defines the listener.
+func (l *listenerState) generation() int64 {
+	if l.set != nil {
+		return l.set.obj.Generation
+	}
+	return l.gw.obj.Generation
+}
+
+// loadCertificate resolves a certificateRef of from to a validated PEM key pair.
+func (t *translator) loadCertificate(from owner, ref gwv1.SecretObjectReference) (ir.Certificate, *refError) {
 	group, kind := "", "Secret"
 	if ref.Group != nil {
 		group = string(*ref.Group)
@@ -184,7 +214,7 @@ func (t *translator) loadCertificate(gw *gwv1.Gateway, ref gwv1.SecretObjectRefe
 	if ref.Kind != nil {
 		kind = string(*ref.Kind)
 	}
-	ns := gw.Namespace
+	ns := from.namespace
 	if ref.Namespace != nil {
 		ns = string(*ref.Namespace)
 	}
@@ -192,9 +222,9 @@ func (t *translator) loadCertificate(gw *gwv1.Gateway, ref gwv1.SecretObjectRefe
 	if group != "" || kind != "Secret" {
 		return ir.Certificate{}, &refError{reason, fmt.Sprintf("%s %s/%s: only core Secrets are supported", groupKind(group, kind), ns, ref.Name)}
 	}
-	if !t.grants.allows(refFrom{gatewayGroup, "Gateway", gw.Namespace}, refTo{"", "Secret", ns, string(ref.Name)}) {
+	if !t.grants.allows(refFrom{gatewayGroup, from.kind, from.namespace}, refTo{"", "Secret", ns, string(ref.Name)}) {
 		return ir.Certificate{}, &refError{string(gwv1.ListenerReasonRefNotPermitted),
-			fmt.Sprintf("Secret %s/%s not permitted: no ReferenceGrant in namespace %s allows Gateway %s/%s", ns, ref.Name, ns, gw.Namespace, gw.Name)}
+			fmt.Sprintf("Secret %s/%s not permitted: no ReferenceGrant in namespace %s allows %s", ns, ref.Name, ns, from)}
 	}
 	secret, ok := t.snap.Secrets[resource.Key{Namespace: ns, Name: string(ref.Name)}]
 	if !ok {
@@ -262,12 +292,23 @@ func (l *listenerState) programmed() bool {
 	return len(l.supportedKinds) > 0
 }
 
+// name is the listener's IR name: "ns/gateway/listener", or for a ListenerSet's
+// listener "ns/gateway/listenerset/ns/set/listener" (names repeat across the two).
 func (l *listenerState) name() string {
-	return l.gw.obj.Namespace + "/" + l.gw.obj.Name + "/" + string(l.spec.Name)
+	gw := l.gw.obj.Namespace + "/" + l.gw.obj.Name + "/"
+	if l.set != nil {
+		gw += "listenerset/" + l.set.obj.Namespace + "/" + l.set.obj.Name + "/"
+	}
+	return gw + string(l.spec.Name)
+}
+
+// describe names the listener for messages: `listener "http" of Gateway infra/public`.
+func (l *listenerState) describe() string {
+	return fmt.Sprintf("listener %q of %s", l.spec.Name, l.owner())
 }
 
 func (l *listenerState) status() gwv1.ListenerStatus {
-	gen := l.gw.obj.Generation
+	gen := l.generation()
 	st := gwv1.ListenerStatus{
 		Name:           l.spec.Name,
 		SupportedKinds: l.supportedKinds,

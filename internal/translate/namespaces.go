@@ -19,8 +19,10 @@ type routeNamespaces struct {
 	err      error
 }
 
-func (t *translator) routeNamespacesFor(g *gatewayState, spec *gwv1.Listener) routeNamespaces {
-	rn := routeNamespaces{from: gwv1.NamespacesFromSame, own: g.obj.Namespace}
+// routeNamespacesFor reads a listener's allowedRoutes.namespaces; own is the namespace
+// of the Gateway or ListenerSet that defines the listener ("Same" means that one).
+func (t *translator) routeNamespacesFor(own string, spec *gwv1.Listener) routeNamespaces {
+	rn := routeNamespaces{from: gwv1.NamespacesFromSame, own: own}
 	if spec.AllowedRoutes == nil || spec.AllowedRoutes.Namespaces == nil {
 		return rn
 	}

@@ -70,6 +70,13 @@ func (s *Status) ObjectCounts() map[string]map[string]int {
 		}
 		add("Gateway", lists...)
 	}
+	for _, ls := range s.ListenerSets {
+		lists := [][]metav1.Condition{ls.Status.Conditions}
+		for _, l := range ls.Status.Listeners {
+			lists = append(lists, l.Conditions)
+		}
+		add("ListenerSet", lists...)
+	}
 	for _, r := range s.Routes {
 		var lists [][]metav1.Condition
 		for _, p := range r.Status.Parents {

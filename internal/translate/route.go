@@ -67,16 +67,23 @@ func (t *translator) attach(r routeInfo) []*parentResult {
 		if ref.Kind != nil {
 			kind = string(*ref.Kind)
 		}
-		if group != gatewayGroup || kind != "Gateway" {
-			continue // a parent of another kind (a Service, a ListenerSet): not ours
+		if group != gatewayGroup || kind != "Gateway" && kind != "ListenerSet" {
+			continue // a parent of another kind (a Service): not ours
 		}
 		ns := r.meta.Namespace
 		if ref.Namespace != nil {
 			ns = string(*ref.Namespace)
 		}
-		gw, ok := t.gwByKey[resource.Key{Namespace: ns, Name: string(ref.Name)}]
-		if !ok {
-			continue // a Gateway we do not serve (or that does not exist): not ours to report
+		key := resource.Key{Namespace: ns, Name: string(ref.Name)}
+		var gw *gatewayState
+		var set *listenerSetState
+		if kind == "Gateway" {
+			gw = t.gwByKey[key]
+		} else {
+			set = t.lsByKey[key]
+		}
+		if gw == nil && set == nil {
+			continue // a parent we do not serve (or that does not exist): not ours to report
 		}
 		// Status echoes the parentRef with its defaults filled in, so readers (and the
 		// conformance suite) need not know the defaults.
@@ -92,6 +99,8 @@ func (t *translator) attach(r routeInfo) []*parentResult {
 		if badHostname != nil {
 			res.status.Conditions = append(res.status.Conditions, condition(string(gwv1.RouteConditionAccepted), false,
 				string(gwv1.RouteReasonUnsupportedValue), r.meta.Generation, badHostname.Error()))
+		} else if set != nil {
+			t.attachToListenerSet(r, set, ref, res)
 		} else {
 			t.attachToGateway(r, gw, ref, res)
 		}
@@ -100,16 +109,48 @@ func (t *translator) attach(r routeInfo) []*parentResult {
 	return results
 }
 
+// attachToGateway attaches r to the Gateway's own listeners (those of its ListenerSets
+// take only routes that name the set).
 func (t *translator) attachToGateway(r routeInfo, gw *gatewayState, ref gwv1.ParentReference, res *parentResult) {
-	gen := r.meta.Generation
 	if !gw.rejected.ok() {
 		res.status.Conditions = append(res.status.Conditions, condition(string(gwv1.RouteConditionAccepted), false,
-			string(gwv1.RouteReasonNoMatchingParent), gen,
+			string(gwv1.RouteReasonNoMatchingParent), r.meta.Generation,
 			fmt.Sprintf("Gateway %s/%s is not accepted (%s), so it serves no routes", gw.obj.Namespace, gw.obj.Name, gw.rejected.message())))
 		return
 	}
+	t.attachToListeners(r, gatewayOwner(gw.obj), gw.listeners, ref, res)
+	if ref.SectionName == nil || res.accepted() {
+		return
+	}
+	for _, s := range gw.sets {
+		for _, l := range s.listeners {
+			if l.spec.Name == *ref.SectionName {
+				last := &res.status.Conditions[len(res.status.Conditions)-1]
+				last.Message += fmt.Sprintf("; listener %q is in ListenerSet %s/%s: to attach there, name the ListenerSet as the parent (kind: ListenerSet)",
+					l.spec.Name, s.obj.Namespace, s.obj.Name)
+				return
+			}
+		}
+	}
+}
+
+// attachToListenerSet attaches r to the set's listeners.
+func (t *translator) attachToListenerSet(r routeInfo, set *listenerSetState, ref gwv1.ParentReference, res *parentResult) {
+	if !set.refused.ok() {
+		res.status.Conditions = append(res.status.Conditions, condition(string(gwv1.RouteConditionAccepted), false,
+			string(gwv1.RouteReasonNoMatchingParent), r.meta.Generation,
+			fmt.Sprintf("ListenerSet %s/%s is not attached to its Gateway (%s), so it serves no routes", set.obj.Namespace, set.obj.Name, set.refused.message())))
+		return
+	}
+	t.attachToListeners(r, owner{"ListenerSet", set.obj.Namespace, set.obj.Name}, set.listeners, ref, res)
+}
+
+// attachToListeners attaches r to those of parent's listeners that ref selects and
+// that take it, and sets the parent's Accepted condition.
+func (t *translator) attachToListeners(r routeInfo, parent owner, listeners []*listenerState, ref gwv1.ParentReference, res *parentResult) {
+	gen := r.meta.Generation
 	var candidates []*listenerState
-	for _, l := range gw.listeners {
+	for _, l := range listeners {
 		if ref.SectionName != nil && l.spec.Name != *ref.SectionName {
 			continue
 		}
@@ -123,7 +164,7 @@ func (t *translator) attachToGateway(r routeInfo, gw *gatewayState, ref gwv1.Par
 		switch {
 		case ref.SectionName != nil && ref.Port != nil:
 			what = fmt.Sprintf("no listener named %q on port %d", *ref.SectionName, *ref.Port)
-			for _, l := range gw.listeners {
+			for _, l := range listeners {
 				if l.spec.Name == *ref.SectionName {
 					what += fmt.Sprintf(" (listener %q is on port %d)", l.spec.Name, l.spec.Port)
 				}
@@ -135,7 +176,7 @@ func (t *translator) attachToGateway(r routeInfo, gw *gatewayState, ref gwv1.Par
 		}
 		res.status.Conditions = append(res.status.Conditions, condition(string(gwv1.RouteConditionAccepted), false,
 			string(gwv1.RouteReasonNoMatchingParent), gen,
-			fmt.Sprintf("Gateway %s/%s has %s", gw.obj.Namespace, gw.obj.Name, what)))
+			fmt.Sprintf("%s has %s", parent, what)))
 		return
 	}
 	var notAllowed, noHost problems

@@ -12,6 +12,7 @@ import (
 type Status struct {
 	GatewayClasses     []GatewayClassStatus `json:"gatewayClasses,omitempty"`
 	Gateways           []GatewayStatus      `json:"gateways,omitempty"`
+	ListenerSets       []ListenerSetStatus  `json:"listenerSets,omitempty"`
 	Routes             []RouteStatus        `json:"routes,omitempty"`
 	BackendTLSPolicies []PolicyStatus       `json:"backendTLSPolicies,omitempty"`
 }

@@ -45,6 +45,13 @@ func (s *Status) eachConditions(fn func(key, label string, conds []metav1.Condit
 			fn("gw/"+id+"/l/"+string(l.Name), "Gateway "+id+" listener "+string(l.Name), l.Conditions)
 		}
 	}
+	for _, s := range s.ListenerSets {
+		id := s.Namespace + "/" + s.Name
+		fn("ls/"+id, "ListenerSet "+id, s.Status.Conditions)
+		for _, l := range s.Status.Listeners {
+			fn("ls/"+id+"/l/"+string(l.Name), "ListenerSet "+id+" listener "+string(l.Name), l.Conditions)
+		}
+	}
 	for _, r := range s.Routes {
 		for _, p := range r.Status.Parents {
 			id := r.Kind + " " + r.Namespace + "/" + r.Name
@@ -59,7 +66,8 @@ func (s *Status) eachConditions(fn func(key, label string, conds []metav1.Condit
 	}
 }
 
-// ParentName renders a parentRef as "namespace/name[/section]".
+// ParentName renders a parentRef as "namespace/name[/section]", with "ListenerSet "
+// in front for a ListenerSet (a Gateway is the default parent kind).
 func ParentName(ref gwv1.ParentReference) string {
 	name := string(ref.Name)
 	if ref.Namespace != nil {
@@ -67,6 +75,9 @@ func ParentName(ref gwv1.ParentReference) string {
 	}
 	if ref.SectionName != nil {
 		name += "/" + string(*ref.SectionName)
+	}
+	if ref.Kind != nil && *ref.Kind == "ListenerSet" {
+		name = "ListenerSet " + name
 	}
 	return name
 }

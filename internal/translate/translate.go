@@ -65,6 +65,9 @@ type translator struct {
 	classes  map[string]*classState
 	gateways []*gatewayState // sorted by key
 	gwByKey  map[resource.Key]*gatewayState
+	// listenerSets are the ListenerSets whose parent is one of gateways.
+	listenerSets []*listenerSetState
+	lsByKey      map[resource.Key]*listenerSetState
 
 	backends *backendResolver
 	routes   []RouteStatus
@@ -77,6 +80,7 @@ func newTranslator(snap *resource.Snapshot, opts Options) *translator {
 		grants:  indexReferenceGrants(snap),
 		classes: map[string]*classState{},
 		gwByKey: map[resource.Key]*gatewayState{},
+		lsByKey: map[resource.Key]*listenerSetState{},
 	}
 	t.backends = newBackendResolver(snap, t.grants)
 	t.backends.allowExternalName = opts.AllowExternalNameServices
@@ -170,6 +174,12 @@ func (t *translator) buildStatus() *Status {
 	for _, gw := range t.gateways {
 		st.Gateways = append(st.Gateways, GatewayStatus{Namespace: gw.obj.Namespace, Name: gw.obj.Name, Status: gw.status()})
 	}
+	for _, s := range t.listenerSets {
+		st.ListenerSets = append(st.ListenerSets, ListenerSetStatus{Namespace: s.obj.Namespace, Name: s.obj.Name, Status: s.status()})
+	}
+	slices.SortFunc(st.ListenerSets, func(a, b ListenerSetStatus) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
 	st.Routes = t.routes
 	slices.SortFunc(st.Routes, func(a, b RouteStatus) int {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))

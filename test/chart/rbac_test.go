@@ -46,12 +46,12 @@ func neededGrants(namespace, leaseName string) []grant {
 			}
 		}
 	}
-	read("gateway.networking.k8s.io", "gatewayclasses", "gateways", "httproutes", "grpcroutes",
+	read("gateway.networking.k8s.io", "gatewayclasses", "gateways", "listenersets", "httproutes", "grpcroutes",
 		"tlsroutes", "tcproutes", "udproutes", "referencegrants", "backendtlspolicies")
 	read("", "services", "secrets", "configmaps", "namespaces")
 	read("discovery.k8s.io", "endpointslices")
 	read("gateway.portico.dev", "backends")
-	for _, r := range []string{"gatewayclasses", "gateways", "httproutes", "grpcroutes", "tlsroutes",
+	for _, r := range []string{"gatewayclasses", "gateways", "listenersets", "httproutes", "grpcroutes", "tlsroutes",
 		"tcproutes", "udproutes", "backendtlspolicies"} {
 		out = append(out, grant{"", "gateway.networking.k8s.io", r + "/status", "", "get"},
 			grant{"", "gateway.networking.k8s.io", r + "/status", "", "update"})

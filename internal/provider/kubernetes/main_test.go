@@ -144,9 +144,17 @@ func backend(t *testing.T, pod *kube.NetNS, name string) int {
 }
 
 // get sends GET url and returns the status and body ("" and the error when it fails).
-func get(url string) (int, string, error) {
+func get(url string) (int, string, error) { return getHost(url, "") }
+
+// getHost is get with the Host header set to host (the URL's host if empty).
+func getHost(url, host string) (int, string, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Host = host
 	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Get(url)
+	resp, err := c.Do(req)
 	if err != nil {
 		return 0, "", err
 	}

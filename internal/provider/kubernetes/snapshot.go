@@ -27,6 +27,7 @@ func kinds() []kind {
 	return []kind{
 		{obj: &gwv1.GatewayClass{}, list: func() client.ObjectList { return &gwv1.GatewayClassList{} }},
 		{obj: &gwv1.Gateway{}, list: func() client.ObjectList { return &gwv1.GatewayList{} }},
+		{obj: &gwv1.ListenerSet{}, list: func() client.ObjectList { return &gwv1.ListenerSetList{} }},
 		{obj: &gwv1.HTTPRoute{}, list: func() client.ObjectList { return &gwv1.HTTPRouteList{} }},
 		{obj: &gwv1.GRPCRoute{}, list: func() client.ObjectList { return &gwv1.GRPCRouteList{} }},
 		{obj: &gwv1.TLSRoute{}, list: func() client.ObjectList { return &gwv1.TLSRouteList{} }},

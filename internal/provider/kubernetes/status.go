@@ -123,6 +123,28 @@ func (w *statusWriter) write(ctx context.Context, p *published) {
 		})
 	}
 
+	for _, ls := range p.st.ListenerSets {
+		w.update(ctx, func() client.Object { return &gwv1.ListenerSet{} }, resource.Key{Namespace: ls.Namespace, Name: ls.Name}, func(o client.Object) bool {
+			obj := o.(*gwv1.ListenerSet)
+			want := *ls.Status.DeepCopy()
+			want.Conditions = stamp(want.Conditions, obj.Status.Conditions, now)
+			for i := range want.Listeners {
+				var prev []metav1.Condition
+				for _, l := range obj.Status.Listeners {
+					if l.Name == want.Listeners[i].Name {
+						prev = l.Conditions
+					}
+				}
+				want.Listeners[i].Conditions = stamp(want.Listeners[i].Conditions, prev, now)
+			}
+			if equality.Semantic.DeepEqual(obj.Status, want) {
+				return false
+			}
+			obj.Status = want
+			return true
+		})
+	}
+
 	// Routes: ours are those with computed status, and any other that still carries a
 	// parent entry of ours (its parentRef went away, or its Gateway did).
 	ours := map[string]translate.RouteStatus{}
@@ -348,6 +370,8 @@ func kindOf(o client.Object) string {
 		return "GatewayClass"
 	case *gwv1.Gateway:
 		return "Gateway"
+	case *gwv1.ListenerSet:
+		return "ListenerSet"
 	case *gwv1.BackendTLSPolicy:
 		return "BackendTLSPolicy"
 	}
