@@ -77,26 +77,16 @@ func (t *translator) translateGateways() {
 // (a Gateway without addresses binds the data plane's default address, which clashes
 // with every address). The older Gateway keeps the port; the newer one's listeners there
 // are not accepted (PortUnavailable), so one team's Gateway cannot stop another's
-// config from being applied.
+// config from being applied. Every Gateway's own listeners claim their ports before any
+// ListenerSet's do (sets in their precedence order), so a set attached to an old
+// Gateway cannot take a port from a newer Gateway that already serves it.
 func (t *translator) detectPortClashes() {
-	type port struct {
-		number    gwv1.PortNumber
-		transport string
-	}
 	type binding struct {
 		address string // "" for the default address
 		gw      *gatewayState
 	}
-	owners := map[port][]binding{} // oldest first
-	byAge := slices.Clone(t.gateways)
-	slices.SortStableFunc(byAge, func(a, b *gatewayState) int {
-		return cmp.Or(a.obj.CreationTimestamp.Compare(b.obj.CreationTimestamp.Time),
-			cmp.Compare(a.obj.Namespace+"/"+a.obj.Name, b.obj.Namespace+"/"+b.obj.Name))
-	})
-	for _, g := range byAge {
-		if !g.bindable() {
-			continue
-		}
+	owners := map[portKey][]binding{} // oldest first
+	claim := func(g *gatewayState, listeners []*listenerState) {
 		addrs := []string{""}
 		if len(g.addresses) > 0 {
 			addrs = addrs[:0]
@@ -104,12 +94,12 @@ func (t *translator) detectPortClashes() {
 				addrs = append(addrs, normalizeAddress(a.Value))
 			}
 		}
-		var mine []port
-		for _, l := range g.all() {
+		var mine []portKey
+		for _, l := range listeners {
 			if !l.canAttach() {
 				continue
 			}
-			p := port{l.spec.Port, transport(l.kind)}
+			p := portKey{l.spec.Port, transport(l.kind)}
 			var other *gatewayState
 			for _, b := range owners[p] {
 				if b.gw != g && slices.ContainsFunc(addrs, func(a string) bool { return a == "" || b.address == "" || a == b.address }) {
@@ -128,9 +118,27 @@ func (t *translator) detectPortClashes() {
 		}
 		for _, p := range mine {
 			for _, a := range addrs {
-				owners[p] = append(owners[p], binding{a, g})
+				if !slices.Contains(owners[p], binding{a, g}) {
+					owners[p] = append(owners[p], binding{a, g})
+				}
 			}
 		}
+	}
+	byAge := slices.Clone(t.gateways)
+	slices.SortStableFunc(byAge, func(a, b *gatewayState) int {
+		return cmp.Or(a.obj.CreationTimestamp.Compare(b.obj.CreationTimestamp.Time),
+			cmp.Compare(a.obj.Namespace+"/"+a.obj.Name, b.obj.Namespace+"/"+b.obj.Name))
+	})
+	var sets []*listenerSetState
+	for _, g := range byAge {
+		if g.bindable() {
+			claim(g, g.listeners)
+			sets = append(sets, g.sets...)
+		}
+	}
+	slices.SortStableFunc(sets, func(a, b *listenerSetState) int { return compareListenerSets(a.obj, b.obj) })
+	for _, s := range sets {
+		claim(s.gw, s.listeners)
 	}
 }
 
@@ -316,19 +324,22 @@ func shownHost(h string) string {
 
 // conflictsWithEarlier marks a ListenerSet listener that clashes with a listener that
 // takes precedence on its port (earlier: the Gateway's own, or an older set's), and
-// reports whether it did.
+// reports whether it did. The Gateway's own listeners hold their port and hostname even
+// when they conflict among themselves: a set cannot take over what the Gateway's owner
+// asked for.
 func (l *listenerState) conflictsWithEarlier(earlier []*listenerState) bool {
+	holds := func(e *listenerState) bool { return e.set == nil || e.conflict == "" }
 	for _, e := range earlier {
-		if e.conflict == "" && e.kind != l.kind {
+		if holds(e) && e.kind != l.kind {
 			l.conflict = gwv1.ListenerReasonProtocolConflict
-			l.conflictMsg = fmt.Sprintf("port %d is already served with protocol %s by %s, which takes precedence", l.spec.Port, e.spec.Protocol, e.describe())
+			l.conflictMsg = fmt.Sprintf("port %d is already served with protocol %s by %s, which takes precedence", l.spec.Port, e.spec.Protocol, e.describeTo(l))
 			return true
 		}
 	}
 	for _, e := range earlier {
-		if e.conflict == "" && e.listenerHostKey() == l.listenerHostKey() {
+		if holds(e) && e.listenerHostKey() == l.listenerHostKey() {
 			l.conflict = gwv1.ListenerReasonHostnameConflict
-			l.conflictMsg = fmt.Sprintf("%s on port %d is already served by %s, which takes precedence", shownHost(l.listenerHostKey()), l.spec.Port, e.describe())
+			l.conflictMsg = fmt.Sprintf("%s on port %d is already served by %s, which takes precedence", shownHost(l.listenerHostKey()), l.spec.Port, e.describeTo(l))
 			return true
 		}
 	}
@@ -345,8 +356,8 @@ func markOverlappingTLS(ls []*listenerState) {
 			}
 			ha, hb := a.hostname(), b.hostname()
 			if ha == "" || hb == "" || wildcardMatches(ha, hb) || wildcardMatches(hb, ha) {
-				a.overlapsTLS = append(a.overlapsTLS, string(b.spec.Name))
-				b.overlapsTLS = append(b.overlapsTLS, string(a.spec.Name))
+				a.overlapsTLS = append(a.overlapsTLS, b.nameFor(a))
+				b.overlapsTLS = append(b.overlapsTLS, a.nameFor(b))
 			}
 		}
 	}
@@ -375,12 +386,16 @@ func (g *gatewayState) status() gwv1.GatewayStatus {
 	}
 	st.AttachedListenerSets = g.attachedListenerSets()
 	valid := len(g.listeners) - len(invalid)
+	// Listeners of attached ListenerSets are the Gateway's too: with one of them valid,
+	// the Gateway is accepted and bound even if none of its own listeners is.
+	setsServe := st.AttachedListenerSets != nil && *st.AttachedListenerSets > 0
+	noneValid := len(g.listeners) > 0 && valid == 0 && !setsServe
 
 	var accepted, programmed metav1.Condition
 	switch {
 	case !g.rejected.ok():
 		accepted = condition(string(gwv1.GatewayConditionAccepted), false, g.rejected.reason, gen, g.rejected.message())
-	case len(g.listeners) > 0 && valid == 0:
+	case noneValid:
 		accepted = condition(string(gwv1.GatewayConditionAccepted), false, string(gwv1.GatewayReasonListenersNotValid), gen,
 			fmt.Sprintf("no listener is valid: %s", joinQuoted(invalid)))
 	case len(invalid) > 0:
@@ -394,7 +409,7 @@ func (g *gatewayState) status() gwv1.GatewayStatus {
 		programmed = condition(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonInvalid), gen, "Gateway is not accepted: "+g.rejected.message())
 	case !g.unusable.ok():
 		programmed = condition(string(gwv1.GatewayConditionProgrammed), false, g.unusable.reason, gen, g.unusable.message())
-	case len(g.listeners) > 0 && valid == 0:
+	case noneValid:
 		programmed = condition(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonInvalid), gen, "no listener can be programmed")
 	default:
 		n := 0
@@ -403,8 +418,16 @@ func (g *gatewayState) status() gwv1.GatewayStatus {
 				n++
 			}
 		}
-		programmed = condition(string(gwv1.GatewayConditionProgrammed), true, string(gwv1.GatewayReasonProgrammed), gen,
-			fmt.Sprintf("%d of %d listeners programmed", n, len(g.listeners)))
+		msg := fmt.Sprintf("%d of %d listeners programmed", n, len(g.listeners))
+		if len(g.sets) > 0 {
+			setN, setAll := 0, 0
+			for _, s := range g.sets {
+				setN += s.programmedCount()
+				setAll += len(s.listeners)
+			}
+			msg += fmt.Sprintf(", and %d of %d listeners of its ListenerSets", setN, setAll)
+		}
+		programmed = condition(string(gwv1.GatewayConditionProgrammed), true, string(gwv1.GatewayReasonProgrammed), gen, msg)
 	}
 	var unresolved []string
 	for _, l := range g.listeners {

@@ -28,7 +28,7 @@ type listenerState struct {
 	resolvedRefs problems // reasons ResolvedRefs is False
 	conflict     gwv1.ListenerConditionReason
 	conflictMsg  string
-	overlapsTLS  []string // TLS listeners on the same port with overlapping hostnames
+	overlapsTLS  []string // TLS listeners on the same port with overlapping hostnames (see nameFor)
 
 	supportedKinds []gwv1.RouteGroupKind
 	tls            *ir.ListenerTLS
@@ -280,16 +280,21 @@ func (l *listenerState) canAttach() bool {
 	return l.accepted.ok() && l.conflict == ""
 }
 
-// programmed reports whether the listener ends up in the IR. A listener with some
-// unresolved references still serves what it can (for example the valid certificates).
+// valid reports whether the listener can serve something: it is accepted, not in
+// conflict, takes some route kind and, if it terminates TLS, has a usable certificate.
+// One with some unresolved references still serves the rest, and says so in its own
+// conditions.
+func (l *listenerState) valid() bool {
+	if !l.canAttach() || len(l.supportedKinds) == 0 {
+		return false
+	}
+	return l.tls == nil || l.tls.Mode != ir.TLSTerminate || len(l.tls.Certificates) > 0
+}
+
+// programmed reports whether the listener ends up in the IR: valid, on a Gateway whose
+// addresses are usable.
 func (l *listenerState) programmed() bool {
-	if !l.canAttach() || !l.gw.bindable() {
-		return false
-	}
-	if l.tls != nil && l.tls.Mode == ir.TLSTerminate && len(l.tls.Certificates) == 0 {
-		return false
-	}
-	return len(l.supportedKinds) > 0
+	return l.valid() && l.gw.bindable()
 }
 
 // name is the listener's IR name: "ns/gateway/listener", or for a ListenerSet's
@@ -305,6 +310,24 @@ func (l *listenerState) name() string {
 // describe names the listener for messages: `listener "http" of Gateway infra/public`.
 func (l *listenerState) describe() string {
 	return fmt.Sprintf("listener %q of %s", l.spec.Name, l.owner())
+}
+
+// describeTo names the listener in a message shown on reader's status. Another team's
+// ListenerSet is not named there: the reader may have no right to see it.
+func (l *listenerState) describeTo(reader *listenerState) string {
+	if l.set != nil && reader.set != nil && l.set != reader.set {
+		return fmt.Sprintf("a listener of another ListenerSet of Gateway %s/%s", l.gw.obj.Namespace, l.gw.obj.Name)
+	}
+	return l.describe()
+}
+
+// nameFor is describeTo, shortened to `listener "http"` between two listeners of the
+// same Gateway or ListenerSet.
+func (l *listenerState) nameFor(reader *listenerState) string {
+	if l.set == reader.set {
+		return fmt.Sprintf("listener %q", l.spec.Name)
+	}
+	return l.describeTo(reader)
 }
 
 func (l *listenerState) status() gwv1.ListenerStatus {
@@ -347,7 +370,7 @@ func (l *listenerState) status() gwv1.ListenerStatus {
 	if len(l.overlapsTLS) > 0 {
 		// Negative polarity: only ever written as True.
 		conds = append(conds, condition(string(gwv1.ListenerConditionOverlappingTLSConfig), true, string(gwv1.ListenerReasonOverlappingHostnames), gen,
-			"hostname overlaps TLS listeners "+joinQuoted(l.overlapsTLS)+" on the same port: a client may reach a different listener than its SNI selected"))
+			"hostname overlaps TLS "+strings.Join(l.overlapsTLS, ", ")+" on the same port: a client may reach a different listener than its SNI selected"))
 	}
 	st.Conditions = conds
 	return st

@@ -52,10 +52,7 @@ func (t *translator) listenerSetsByParent() map[resource.Key][]*gwv1.ListenerSet
 // precedence order: oldest first, then by namespace/name.
 func (t *translator) addListenerSets(g *gatewayState, sets []*gwv1.ListenerSet) {
 	sets = slices.Clone(sets)
-	slices.SortStableFunc(sets, func(a, b *gwv1.ListenerSet) int {
-		return cmp.Or(a.CreationTimestamp.Compare(b.CreationTimestamp.Time),
-			resource.KeyOf(a).Compare(resource.KeyOf(b)))
-	})
+	slices.SortStableFunc(sets, compareListenerSets)
 	for _, obj := range sets {
 		s := &listenerSetState{obj: obj, gw: g}
 		t.listenerSets = append(t.listenerSets, s)
@@ -74,6 +71,13 @@ func (t *translator) addListenerSets(g *gatewayState, sets []*gwv1.ListenerSet) 
 		}
 		g.sets = append(g.sets, s)
 	}
+}
+
+// compareListenerSets orders ListenerSets by precedence: oldest first, then by
+// "namespace/name".
+func compareListenerSets(a, b *gwv1.ListenerSet) int {
+	return cmp.Or(a.CreationTimestamp.Compare(b.CreationTimestamp.Time),
+		cmp.Compare(resource.KeyOf(a).String(), resource.KeyOf(b).String()))
 }
 
 // listenerFromEntry reads a ListenerSet entry as a Gateway listener: the two have the
@@ -124,12 +128,6 @@ func listenerSetNotAllowed(snap *resource.Snapshot, gw *gwv1.Gateway, ns string)
 // be accepted; AttachedListenerSets counts these.
 func (s *listenerSetState) attached() bool {
 	return s.refused.ok() && slices.ContainsFunc(s.listeners, (*listenerState).valid)
-}
-
-// valid reports whether a ListenerSet listener counts as valid for its set: accepted,
-// not in conflict, and with every reference resolved.
-func (l *listenerState) valid() bool {
-	return l.canAttach() && l.resolvedRefs.ok()
 }
 
 func (s *listenerSetState) status() gwv1.ListenerSetStatus {

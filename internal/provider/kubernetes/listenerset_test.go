@@ -18,8 +18,8 @@ import (
 // TestListenerSetStatusAndTraffic: an app team's ListenerSet adds a listener to the
 // platform's Gateway once the Gateway allows its namespace. The provider watches
 // ListenerSets, writes their status (and the Gateway's attachedListenerSets), serves
-// the set's port to routes that name the set, and unbinds it when the Gateway stops
-// allowing the namespace.
+// the set's port to routes that name the set, unbinds it when the Gateway stops
+// allowing the namespace, and leaves the set Pending when the Gateway goes.
 func TestListenerSetStatusAndTraffic(t *testing.T) {
 	const controller = "portico.dev/test-listenerset"
 	ctx := context.Background()
@@ -128,5 +128,20 @@ func TestListenerSetStatusAndTraffic(t *testing.T) {
 			return fmt.Errorf("port 8081 still answers")
 		}
 		return nil
+	})
+
+	// The Gateway goes: the set's status no longer claims anything of ours.
+	if err := c.Delete(ctx, gw); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "ListenerSet status released", func() error {
+		var got gwv1.ListenerSet
+		if err := c.Get(ctx, client.ObjectKeyFromObject(set), &got); err != nil {
+			return err
+		}
+		if len(got.Status.Listeners) != 0 {
+			return fmt.Errorf("listeners = %+v, want none", got.Status.Listeners)
+		}
+		return wantCondition(got.Status.Conditions, "Accepted", metav1.ConditionUnknown, "Pending")
 	})
 }

@@ -38,6 +38,10 @@ type statusWriter struct {
 	wake   chan struct{}
 
 	writes atomic.Int64
+	// sets are the ListenerSets whose status this writer last wrote: one that drops out
+	// (its Gateway went, or is no longer ours) is reset to Pending once, since a
+	// ListenerSet's status names no controller that later writers could recognise.
+	sets map[resource.Key]bool
 }
 
 // published is one translation's status and the snapshot it came from (which lists
@@ -123,7 +127,9 @@ func (w *statusWriter) write(ctx context.Context, p *published) {
 		})
 	}
 
+	sets := map[resource.Key]bool{}
 	for _, ls := range p.st.ListenerSets {
+		sets[resource.Key{Namespace: ls.Namespace, Name: ls.Name}] = true
 		w.update(ctx, func() client.Object { return &gwv1.ListenerSet{} }, resource.Key{Namespace: ls.Namespace, Name: ls.Name}, func(o client.Object) bool {
 			obj := o.(*gwv1.ListenerSet)
 			want := *ls.Status.DeepCopy()
@@ -144,6 +150,26 @@ func (w *statusWriter) write(ctx context.Context, p *published) {
 			return true
 		})
 	}
+
+	for k := range w.sets {
+		if !sets[k] && w.releasesListenerSet(p, k) {
+			w.update(ctx, func() client.Object { return &gwv1.ListenerSet{} }, k, func(o client.Object) bool {
+				obj := o.(*gwv1.ListenerSet)
+				msg := "no Gateway of " + string(w.controllerName) + " is the parent of this ListenerSet any more"
+				want := gwv1.ListenerSetStatus{Conditions: []metav1.Condition{
+					{Type: string(gwv1.ListenerSetConditionAccepted), Status: metav1.ConditionUnknown, Reason: string(gwv1.ListenerSetReasonPending), Message: msg, ObservedGeneration: obj.Generation},
+					{Type: string(gwv1.ListenerSetConditionProgrammed), Status: metav1.ConditionUnknown, Reason: string(gwv1.ListenerSetReasonPending), Message: msg, ObservedGeneration: obj.Generation},
+				}}
+				want.Conditions = stamp(want.Conditions, obj.Status.Conditions, now)
+				if equality.Semantic.DeepEqual(obj.Status, want) {
+					return false
+				}
+				obj.Status = want
+				return true
+			})
+		}
+	}
+	w.sets = sets
 
 	// Routes: ours are those with computed status, and any other that still carries a
 	// parent entry of ours (its parentRef went away, or its Gateway did).
@@ -186,6 +212,28 @@ func (w *statusWriter) write(ctx context.Context, p *published) {
 			return true
 		})
 	}
+}
+
+// releasesListenerSet reports whether the ListenerSet k, whose status this writer wrote
+// before but has none for now, is still there and left to no other controller: its
+// parent Gateway is gone or has no GatewayClass, rather than being another
+// controller's (which then writes the set's status itself).
+func (w *statusWriter) releasesListenerSet(p *published, k resource.Key) bool {
+	ls, ok := p.snap.ListenerSets[k]
+	if !ok {
+		return false
+	}
+	ref := ls.Spec.ParentRef
+	ns := ls.Namespace
+	if ref.Namespace != nil {
+		ns = string(*ref.Namespace)
+	}
+	gw, ok := p.snap.Gateways[resource.Key{Namespace: ns, Name: string(ref.Name)}]
+	if !ok {
+		return true
+	}
+	class, ok := p.snap.GatewayClasses[resource.Key{Name: string(gw.Spec.GatewayClassName)}]
+	return !ok || class.Spec.ControllerName == w.controllerName
 }
 
 // update reads key's object (from the cache first), lets change edit its status (false:
