@@ -7,7 +7,7 @@ import (
 
 // AddToScheme registers this group's types (for Kubernetes clients and caches).
 func AddToScheme(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &Backend{}, &BackendList{})
+	s.AddKnownTypes(GroupVersion, &Backend{}, &BackendList{}, &ListenerPolicy{}, &ListenerPolicyList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -103,6 +104,19 @@ func printStatus(w io.Writer, doc *admin.StatusDocument) bool {
 				acc, _, res, detail := summarize(p.Conditions)
 				bad = bad || acc == "False" || res == "False"
 				fmt.Fprintf(tw, "%s %s/%s\t%s\t%s\t%s\t%s\n", r.Kind, r.Namespace, r.Name, parent, acc, res, detail)
+			}
+		}
+		tw.Flush()
+	}
+	if policies := slices.Concat(st.ListenerPolicies, st.BackendTLSPolicies); len(policies) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "POLICY\tGATEWAY\tACCEPTED\tDETAILS")
+		for _, p := range policies {
+			for _, a := range p.Status.Ancestors {
+				acc, _, res, detail := summarize(a.Conditions)
+				bad = bad || acc == "False" || res == "False"
+				fmt.Fprintf(tw, "%s %s/%s\t%s\t%s\t%s\n", p.Kind, p.Namespace, p.Name, translate.ParentName(a.AncestorRef), acc, detail)
 			}
 		}
 		tw.Flush()

@@ -59,9 +59,9 @@ func newSNIListener(ln net.Listener, certs *certStore, dialTimeout time.Duration
 	}
 	// Each handshake takes its certificate and its client certificate validation from
 	// one table, the one in force when the ClientHello arrived.
-	s.httpCfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+	s.httpCfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 		if t := s.certs.p.Load(); t != nil {
-			return t.serverConfig(s.httpCfg), nil
+			return t.serverConfig(s.httpCfg, hello), nil
 		}
 		return nil, nil
 	}
@@ -146,12 +146,12 @@ func (s *sniListener) sort(c net.Conn) {
 	case l.mode == ir.TLSPassthrough:
 		s.fwd.Forward(conn, c, l.route(strings.ToLower(sni)))
 	default: // TLS listener, Terminate mode
-		tc := tls.Server(conn, &tls.Config{
+		tc := tls.Server(conn, l.limits(&tls.Config{
 			MinVersion: tls.VersionTLS12,
 			GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
 				return certificate(t, h, true)
 			},
-		})
+		}))
 		_ = tc.SetDeadline(time.Now().Add(helloTimeout))
 		if err := tc.Handshake(); err != nil {
 			c.Close()

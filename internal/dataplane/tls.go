@@ -35,9 +35,30 @@ type certTable struct {
 	httpCfg  *tls.Config // serverConfig's result
 }
 
-// serverConfig is the TLS config of HTTPS handshakes under this table: certificates
-// and client certificate validation both come from t, never from a newer table.
-func (t *certTable) serverConfig(base *tls.Config) *tls.Config {
+// serverConfig is the TLS config of an HTTPS handshake under this table: certificates
+// and client certificate validation both come from t, never from a newer table, and
+// the TLS versions and cipher suites from the listener the hello's SNI selects.
+func (t *certTable) serverConfig(base *tls.Config, hello *tls.ClientHelloInfo) *tls.Config {
+	cfg := t.tableConfig(base)
+	if l := t.listener(hello.ServerName); l != nil && (l.minVersion != 0 || len(l.ciphers) > 0) {
+		l.cfgOnce.Do(func() { l.cfg = l.limits(cfg.Clone()) })
+		return l.cfg
+	}
+	return cfg
+}
+
+// limits applies the listener's TLS version and cipher suite bounds to cfg.
+func (l *tlsListener) limits(cfg *tls.Config) *tls.Config {
+	if l.minVersion != 0 {
+		cfg.MinVersion = l.minVersion
+	}
+	if len(l.ciphers) > 0 {
+		cfg.CipherSuites = l.ciphers
+	}
+	return cfg
+}
+
+func (t *certTable) tableConfig(base *tls.Config) *tls.Config {
 	t.httpOnce.Do(func() {
 		cfg := base.Clone()
 		cfg.GetConfigForClient = nil
@@ -62,7 +83,25 @@ type tlsListener struct {
 	// TLSRoutes by SNI, instead of serving HTTP.
 	tlsProto bool
 	l4       []l4.Route
+	// minVersion and ciphers bound the handshakes of a terminating listener (0 and nil:
+	// TLS 1.2 and Go's defaults); cfg is the HTTPS config with them, made once.
+	minVersion uint16
+	ciphers    []uint16
+	cfgOnce    sync.Once
+	cfg        *tls.Config
 }
+
+// tlsVersions are the versions a ListenerPolicy may set as the minimum.
+var tlsVersions = map[string]uint16{"": 0, "1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}
+
+// cipherSuiteIDs maps the secure TLS 1.2 suites' IANA names to their IDs.
+var cipherSuiteIDs = func() map[string]uint16 {
+	m := map[string]uint16{}
+	for _, s := range tls.CipherSuites() {
+		m[s.Name] = s.ID
+	}
+	return m
+}()
 
 func compileCerts(listeners []ir.Listener, clusters upstream.Set) (*certTable, error) {
 	t := &certTable{exact: map[string]*tlsListener{}}
@@ -72,6 +111,17 @@ func compileCerts(listeners []ir.Listener, clusters upstream.Set) (*certTable, e
 			return nil, fmt.Errorf("listener %s: no TLS settings on a TLS port", l.Name)
 		}
 		tl := &tlsListener{hostname: strings.ToLower(l.Hostname), mode: l.TLS.Mode}
+		var ok bool
+		if tl.minVersion, ok = tlsVersions[l.TLS.MinVersion]; !ok {
+			return nil, fmt.Errorf("listener %s: TLS minimum version %q is not supported (1.2 or 1.3)", l.Name, l.TLS.MinVersion)
+		}
+		for _, name := range l.TLS.CipherSuites {
+			id, ok := cipherSuiteIDs[name]
+			if !ok {
+				return nil, fmt.Errorf("listener %s: cipher suite %q is not supported", l.Name, name)
+			}
+			tl.ciphers = append(tl.ciphers, id)
+		}
 		for _, c := range l.TLS.Certificates {
 			pair, err := tls.X509KeyPair([]byte(c.CertPEM), []byte(c.KeyPEM))
 			if err != nil {

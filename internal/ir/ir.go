@@ -102,6 +102,11 @@ type ListenerTLS struct {
 	// tls.frontend). It is set per port, so every terminating listener of a port
 	// carries the same.
 	ClientValidation *ClientValidation `json:"clientValidation,omitempty"`
+	// MinVersion is the lowest TLS version a terminating listener accepts: "1.2" when
+	// empty, or "1.3" (a ListenerPolicy).
+	MinVersion string `json:"minVersion,omitempty"`
+	// CipherSuites are the TLS 1.2 suites accepted, by IANA name; empty: Go's defaults.
+	CipherSuites []string `json:"cipherSuites,omitempty"`
 }
 
 // ClientValidation checks client certificates against CA certificates.

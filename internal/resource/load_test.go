@@ -39,6 +39,18 @@ spec:
     protocol: HTTP
     port: 80
 `
+	listenerPolicyDoc = `apiVersion: gateway.portico.dev/v1alpha1
+kind: ListenerPolicy
+metadata:
+  name: defaults
+  namespace: infra
+spec:
+  targetRefs:
+  - {group: gateway.networking.k8s.io, kind: Gateway, name: public}
+  tls: {minVersion: "1.3"}
+  hsts: {maxAgeSeconds: 31536000}
+  httpsRedirect: {}
+`
 	listenerSetDoc = `apiVersion: gateway.networking.k8s.io/v1
 kind: ListenerSet
 metadata:
@@ -234,6 +246,9 @@ var everyKind = []kindCase{
 	{"Backend", backendDoc, Key{"apps", "legacy"},
 		schema.GroupVersionKind{Group: "gateway.portico.dev", Version: "v1alpha1", Kind: "Backend"},
 		in(func(s *Snapshot) map[Key]*v1alpha1.Backend { return s.Backends })},
+	{"ListenerPolicy", listenerPolicyDoc, Key{"infra", "defaults"},
+		schema.GroupVersionKind{Group: "gateway.portico.dev", Version: "v1alpha1", Kind: "ListenerPolicy"},
+		in(func(s *Snapshot) map[Key]*v1alpha1.ListenerPolicy { return s.ListenerPolicies })},
 }
 
 func TestEveryKindIsCovered(t *testing.T) {

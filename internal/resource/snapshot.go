@@ -62,6 +62,7 @@ type Snapshot struct {
 	ConfigMaps         map[Key]*corev1.ConfigMap
 	Namespaces         map[Key]*corev1.Namespace
 	Backends           map[Key]*v1alpha1.Backend
+	ListenerPolicies   map[Key]*v1alpha1.ListenerPolicy
 }
 
 // NewSnapshot returns an empty Snapshot ready for Add.
@@ -83,6 +84,7 @@ func NewSnapshot() *Snapshot {
 		ConfigMaps:         map[Key]*corev1.ConfigMap{},
 		Namespaces:         map[Key]*corev1.Namespace{},
 		Backends:           map[Key]*v1alpha1.Backend{},
+		ListenerPolicies:   map[Key]*v1alpha1.ListenerPolicy{},
 	}
 }
 
@@ -123,6 +125,8 @@ func (s *Snapshot) Add(obj client.Object) (replaced bool, err error) {
 		return put(s.Namespaces, k, o), nil
 	case *v1alpha1.Backend:
 		return put(s.Backends, k, o), nil
+	case *v1alpha1.ListenerPolicy:
+		return put(s.ListenerPolicies, k, o), nil
 	}
 	return false, fmt.Errorf("snapshot cannot hold %T", obj)
 }
@@ -138,7 +142,7 @@ func (s *Snapshot) Len() int {
 	return len(s.GatewayClasses) + len(s.Gateways) + len(s.ListenerSets) + len(s.HTTPRoutes) + len(s.GRPCRoutes) +
 		len(s.TLSRoutes) + len(s.TCPRoutes) + len(s.UDPRoutes) + len(s.ReferenceGrants) +
 		len(s.BackendTLSPolicies) + len(s.Services) + len(s.EndpointSlices) + len(s.Secrets) +
-		len(s.ConfigMaps) + len(s.Namespaces) + len(s.Backends)
+		len(s.ConfigMaps) + len(s.Namespaces) + len(s.Backends) + len(s.ListenerPolicies)
 }
 
 // SortedKeys returns the keys of m in (namespace, name) order: the translator iterates

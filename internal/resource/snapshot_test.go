@@ -68,7 +68,7 @@ func TestKnownKindsSorted(t *testing.T) {
 	if !slices.IsSorted(got) {
 		t.Errorf("KnownKinds not sorted: %v", got)
 	}
-	if len(got) != 16 {
-		t.Errorf("KnownKinds has %d kinds, want the 16 a Snapshot holds: %v", len(got), got)
+	if len(got) != 17 {
+		t.Errorf("KnownKinds has %d kinds, want the 17 a Snapshot holds: %v", len(got), got)
 	}
 }

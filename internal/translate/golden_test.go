@@ -196,7 +196,9 @@ func expectations(input []byte) []string {
 //	expect-absent: NAME                              (no route, listener or cluster has this name)
 //	expect-l4: LISTENER = ROUTE@HOST,...              (stream routes in order; HOST empty for any)
 //	expect-unavailable: LISTENER                     (in the IR only to reserve its hostname)
-//	expect-route: ROUTE field=value                  (fields: see checkRoute; values have no spaces)
+//	expect-tls: LISTENER = MINVERSION|CIPHER,...     (the listener's TLS bounds; empty parts: defaults)
+//	expect: ListenerPolicy NS/NAME Type=Status Reason (every ancestor)
+//	expect-route: ROUTE field=value                  (fields: see checkRoute; a space is written _)
 func checkExpectation(e string, cfg *ir.Config, st *Status) error {
 	kind, rest, _ := strings.Cut(e, ":")
 	fields := strings.Fields(rest)
@@ -296,6 +298,18 @@ func checkExpectation(e string, cfg *ir.Config, st *Status) error {
 			return fmt.Errorf("listener %s is served (unavailable=%q, %d virtual hosts)", fields[0], l.Unavailable, len(l.VirtualHosts))
 		}
 		return nil
+	case "expect-tls":
+		if len(fields) != 3 || fields[1] != "=" {
+			return fmt.Errorf("want 'LISTENER = MINVERSION|CIPHERS'")
+		}
+		l := findListener(cfg, fields[0])
+		if l == nil || l.TLS == nil {
+			return fmt.Errorf("listener %s with TLS not in IR", fields[0])
+		}
+		if got := l.TLS.MinVersion + "|" + strings.Join(l.TLS.CipherSuites, ","); got != fields[2] {
+			return fmt.Errorf("listener %s TLS is %s", fields[0], got)
+		}
+		return nil
 	}
 	return fmt.Errorf("unknown expectation kind %q", kind)
 }
@@ -370,8 +384,12 @@ func checkStatus(f []string, st *Status) error {
 			}
 		}
 		return fmt.Errorf("no status for ListenerSet listener %s", name)
-	case "BackendTLSPolicy":
-		for _, p := range st.BackendTLSPolicies {
+	case "BackendTLSPolicy", "ListenerPolicy":
+		policies := st.BackendTLSPolicies
+		if kind == "ListenerPolicy" {
+			policies = st.ListenerPolicies
+		}
+		for _, p := range policies {
 			if p.Namespace+"/"+p.Name != name {
 				continue
 			}
@@ -391,7 +409,7 @@ func checkStatus(f []string, st *Status) error {
 		if what == "no-status" {
 			return nil
 		}
-		return fmt.Errorf("no status for BackendTLSPolicy %s", name)
+		return fmt.Errorf("no status for %s %s", kind, name)
 	}
 	routeName, parent, _ := strings.Cut(name, "@")
 	for _, r := range st.Routes {
@@ -624,7 +642,7 @@ func checkRoute(f []string, cfg *ir.Config) error {
 		default:
 			return fmt.Errorf("unknown route field %s", k)
 		}
-		if got != v {
+		if got = strings.ReplaceAll(got, " ", "_"); got != v {
 			return fmt.Errorf("%s is %s", k, got)
 		}
 	}

@@ -34,6 +34,12 @@ type listenerState struct {
 	tls            *ir.ListenerTLS
 	allowed        routeNamespaces
 
+	// hsts is the Strict-Transport-Security value a ListenerPolicy sets on an HTTPS
+	// listener's responses; httpsRedirect is the redirect it answers plain HTTP with.
+	hsts          string
+	httpsRedirect *ir.Redirect
+	redirectName  string // the redirect route's IR name
+
 	attached map[string]bool // route ids attached
 	claims   [2]hostClaims   // hostnames claimed by HTTPRoutes and GRPCRoutes
 	vhosts   map[string]*vhostBuilder
@@ -400,6 +406,7 @@ func (l *listenerState) buildIR() ir.Listener {
 	}
 	out.VirtualHosts = buildVirtualHosts(l.vhosts)
 	out.L4Routes = buildL4Routes(l.l4)
+	l.applyPolicyRoutes(&out)
 	return out
 }
 

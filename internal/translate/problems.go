@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -84,7 +85,7 @@ func (s *Status) ObjectCounts() map[string]map[string]int {
 		}
 		add(r.Kind, lists...)
 	}
-	for _, p := range s.BackendTLSPolicies {
+	for _, p := range slices.Concat(s.BackendTLSPolicies, s.ListenerPolicies) {
 		var lists [][]metav1.Condition
 		for _, a := range p.Status.Ancestors {
 			lists = append(lists, a.Conditions)

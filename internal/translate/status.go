@@ -15,6 +15,7 @@ type Status struct {
 	ListenerSets       []ListenerSetStatus  `json:"listenerSets,omitempty"`
 	Routes             []RouteStatus        `json:"routes,omitempty"`
 	BackendTLSPolicies []PolicyStatus       `json:"backendTLSPolicies,omitempty"`
+	ListenerPolicies   []PolicyStatus       `json:"listenerPolicies,omitempty"`
 }
 
 // GatewayClassStatus is the status of one GatewayClass this controller owns.

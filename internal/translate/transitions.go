@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"slices"
 	"strconv"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -58,7 +59,7 @@ func (s *Status) eachConditions(fn func(key, label string, conds []metav1.Condit
 			fn(id+"/p/"+parentKey(p.ParentRef), id+" on "+ParentName(p.ParentRef), p.Conditions)
 		}
 	}
-	for _, p := range s.BackendTLSPolicies {
+	for _, p := range slices.Concat(s.BackendTLSPolicies, s.ListenerPolicies) {
 		for _, a := range p.Status.Ancestors {
 			id := p.Kind + " " + p.Namespace + "/" + p.Name
 			fn(id+"/a/"+parentKey(a.AncestorRef), id+" for Gateway "+ParentName(a.AncestorRef), a.Conditions)

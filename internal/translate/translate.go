@@ -51,6 +51,7 @@ func TranslateWith(snap *resource.Snapshot, opts Options) (*ir.Config, *Status) 
 	t := newTranslator(snap, opts)
 	t.translateGatewayClasses()
 	t.translateGateways()
+	t.applyListenerPolicies()
 	t.translateHTTPFamily()
 	t.translateL4Routes()
 	return t.buildConfig(), t.buildStatus()
@@ -68,6 +69,9 @@ type translator struct {
 	// listenerSets are the ListenerSets whose parent is one of gateways.
 	listenerSets []*listenerSetState
 	lsByKey      map[resource.Key]*listenerSetState
+	// listenerPolicies are the ListenerPolicies that name a Gateway of ours (or a
+	// missing one), for status.
+	listenerPolicies []*listenerPolicyState
 
 	backends *backendResolver
 	routes   []RouteStatus
@@ -185,6 +189,7 @@ func (t *translator) buildStatus() *Status {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
 	st.BackendTLSPolicies = t.backends.policies.policyStatuses(t.snap, t.opts.ControllerName)
+	st.ListenerPolicies = t.listenerPolicyStatuses()
 	return st
 }
 

@@ -50,7 +50,9 @@ func neededGrants(namespace, leaseName string) []grant {
 		"tlsroutes", "tcproutes", "udproutes", "referencegrants", "backendtlspolicies")
 	read("", "services", "secrets", "configmaps", "namespaces")
 	read("discovery.k8s.io", "endpointslices")
-	read("gateway.portico.dev", "backends")
+	read("gateway.portico.dev", "backends", "listenerpolicies")
+	out = append(out, grant{"", "gateway.portico.dev", "listenerpolicies/status", "", "get"},
+		grant{"", "gateway.portico.dev", "listenerpolicies/status", "", "update"})
 	for _, r := range []string{"gatewayclasses", "gateways", "listenersets", "httproutes", "grpcroutes", "tlsroutes",
 		"tcproutes", "udproutes", "backendtlspolicies"} {
 		out = append(out, grant{"", "gateway.networking.k8s.io", r + "/status", "", "get"},

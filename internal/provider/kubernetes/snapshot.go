@@ -41,6 +41,7 @@ func kinds() []kind {
 		{obj: &corev1.ConfigMap{}, list: func() client.ObjectList { return &corev1.ConfigMapList{} }},
 		{obj: &corev1.Namespace{}, list: func() client.ObjectList { return &corev1.NamespaceList{} }},
 		{obj: &v1alpha1.Backend{}, list: func() client.ObjectList { return &v1alpha1.BackendList{} }},
+		{obj: &v1alpha1.ListenerPolicy{}, list: func() client.ObjectList { return &v1alpha1.ListenerPolicyList{} }},
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/portico-gw/portico/api/v1alpha1"
 	"github.com/portico-gw/portico/internal/resource"
 	"github.com/portico-gw/portico/internal/translate"
 )
@@ -193,22 +194,35 @@ func (w *statusWriter) write(ctx context.Context, p *published) {
 		})
 	}
 
-	pols := map[resource.Key]translate.PolicyStatus{}
-	for _, ps := range p.st.BackendTLSPolicies {
-		pols[resource.Key{Namespace: ps.Namespace, Name: ps.Name}] = ps
+	writePolicies(ctx, w, p.st.ListenerPolicies, p.snap.ListenerPolicies, now,
+		func() *v1alpha1.ListenerPolicy { return &v1alpha1.ListenerPolicy{} },
+		func(o *v1alpha1.ListenerPolicy) *[]gwv1.PolicyAncestorStatus { return &o.Status.Ancestors })
+	writePolicies(ctx, w, p.st.BackendTLSPolicies, p.snap.BackendTLSPolicies, now,
+		func() *gwv1.BackendTLSPolicy { return &gwv1.BackendTLSPolicy{} },
+		func(o *gwv1.BackendTLSPolicy) *[]gwv1.PolicyAncestorStatus { return &o.Status.Ancestors })
+}
+
+// writePolicies writes the ancestors of ours in the status of every policy of one kind
+// that has computed status, or still carries an ancestor entry of ours (read only:
+// the snapshot's objects are the cache's).
+func writePolicies[T client.Object](ctx context.Context, w *statusWriter, computed []translate.PolicyStatus, objs map[resource.Key]T,
+	now metav1.Time, newObj func() T, ancestors func(T) *[]gwv1.PolicyAncestorStatus) {
+	byKey := map[resource.Key]translate.PolicyStatus{}
+	for _, ps := range computed {
+		byKey[resource.Key{Namespace: ps.Namespace, Name: ps.Name}] = ps
 	}
-	for k, pol := range p.snap.BackendTLSPolicies { // (read only: the snapshot's objects are the cache's)
-		ps, computed := pols[k]
-		if !computed && !w.hasOurAncestor(pol.Status.Ancestors) {
+	for k, pol := range objs {
+		ps, ok := byKey[k]
+		if !ok && !w.hasOurAncestor(*ancestors(pol)) {
 			continue
 		}
-		w.update(ctx, func() client.Object { return &gwv1.BackendTLSPolicy{} }, k, func(o client.Object) bool {
-			obj := o.(*gwv1.BackendTLSPolicy)
-			want := w.mergeAncestors(obj.Status.Ancestors, ps.Status.Ancestors, now)
-			if equality.Semantic.DeepEqual(obj.Status.Ancestors, want) {
+		w.update(ctx, func() client.Object { return newObj() }, k, func(o client.Object) bool {
+			have := ancestors(o.(T))
+			want := w.mergeAncestors(*have, ps.Status.Ancestors, now)
+			if equality.Semantic.DeepEqual(*have, want) {
 				return false
 			}
-			obj.Status.Ancestors = want
+			*have = want
 			return true
 		})
 	}
@@ -422,6 +436,8 @@ func kindOf(o client.Object) string {
 		return "ListenerSet"
 	case *gwv1.BackendTLSPolicy:
 		return "BackendTLSPolicy"
+	case *v1alpha1.ListenerPolicy:
+		return "ListenerPolicy"
 	}
 	return "route"
 }

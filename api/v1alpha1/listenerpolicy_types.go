@@ -1,0 +1,110 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+)
+
+// ListenerPolicyKind is the kind of ListenerPolicy.
+const ListenerPolicyKind = "ListenerPolicy"
+
+// ListenerPolicy is the platform team's defaults for a Gateway's listeners: the TLS
+// versions and cipher suites clients may use, HTTP Strict Transport Security, and
+// redirecting plain HTTP to HTTPS. It lives in the Gateway's namespace (whoever may
+// edit the Gateway may edit it) and applies to every listener of the Gateway,
+// including those app teams add with ListenerSets, which cannot weaken it.
+//
+// A policy that targets the whole Gateway sets the defaults; one that targets a
+// listener (sectionName) overrides, field by field, what it sets for that listener.
+// Among policies of the same scope for a Gateway, the oldest wins and the others are
+// reported Conflicted.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:categories=portico
+// +kubebuilder:subresource:status
+type ListenerPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec ListenerPolicySpec `json:"spec"`
+	// +optional
+	Status gwv1.PolicyStatus `json:"status,omitempty"`
+}
+
+// ListenerPolicySpec selects Gateways (or single listeners) and what applies to them.
+type ListenerPolicySpec struct {
+	// TargetRefs are Gateways in the policy's namespace, optionally narrowed to one
+	// listener by sectionName.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	TargetRefs []gwv1.LocalPolicyTargetReferenceWithSectionName `json:"targetRefs"`
+
+	// TLS bounds the TLS that HTTPS and TLS-terminating listeners accept from clients.
+	// +optional
+	TLS *ListenerTLSPolicy `json:"tls,omitempty"`
+
+	// HSTS adds a Strict-Transport-Security header to responses served over HTTPS.
+	// +optional
+	HSTS *HSTSPolicy `json:"hsts,omitempty"`
+
+	// HTTPSRedirect answers requests on plain HTTP listeners with a redirect to the same
+	// URL over HTTPS, except ACME HTTP-01 challenges (/.well-known/acme-challenge/),
+	// which routes keep serving so that certificates can be issued.
+	// +optional
+	HTTPSRedirect *HTTPSRedirectPolicy `json:"httpsRedirect,omitempty"`
+}
+
+// ListenerTLSPolicy is the TLS a listener accepts.
+type ListenerTLSPolicy struct {
+	// MinVersion is the lowest TLS version accepted: "1.2" (the default without a
+	// policy) or "1.3".
+	// +kubebuilder:validation:Enum="1.2";"1.3"
+	// +optional
+	MinVersion *string `json:"minVersion,omitempty"`
+
+	// CipherSuites are the TLS 1.2 cipher suites accepted, by IANA name (for example
+	// TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256). TLS 1.3 suites are not configurable.
+	// Unset: Go's secure defaults.
+	// +kubebuilder:validation:MaxItems=32
+	// +optional
+	CipherSuites []string `json:"cipherSuites,omitempty"`
+}
+
+// HSTSPolicy is the Strict-Transport-Security header's content.
+type HSTSPolicy struct {
+	// MaxAgeSeconds is how long browsers remember to use HTTPS only. 0 tells them to
+	// forget it.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=63072000
+	MaxAgeSeconds int32 `json:"maxAgeSeconds"`
+	// IncludeSubDomains extends it to every subdomain.
+	// +optional
+	IncludeSubDomains bool `json:"includeSubDomains,omitempty"`
+	// Preload asks for inclusion in browsers' preload lists; it needs
+	// includeSubDomains and a maxAgeSeconds of at least a year (31536000).
+	// +optional
+	Preload bool `json:"preload,omitempty"`
+}
+
+// HTTPSRedirectPolicy is how plain HTTP is redirected.
+type HTTPSRedirectPolicy struct {
+	// StatusCode of the redirect: 301 (the default) or 308 for permanent, 302 or 307
+	// while trying it out.
+	// +kubebuilder:validation:Enum=301;302;307;308
+	// +optional
+	StatusCode *int32 `json:"statusCode,omitempty"`
+	// Port the redirect points at; unset: 443 (left out of the URL).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	Port *int32 `json:"port,omitempty"`
+}
+
+// ListenerPolicyList is a list of ListenerPolicies.
+//
+// +kubebuilder:object:root=true
+type ListenerPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ListenerPolicy `json:"items"`
+}

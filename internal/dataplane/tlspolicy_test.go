@@ -1,0 +1,81 @@
+package dataplane
+
+import (
+	"crypto/tls"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portico-gw/portico/internal/ir"
+)
+
+// TestListenerTLSBounds: a listener's minimum TLS version and cipher suites (a
+// ListenerPolicy) apply to handshakes whose SNI selects it, and only to those: another
+// listener of the same port keeps the defaults. Both HTTPS and TLS-terminate listeners.
+func TestListenerTLSBounds(t *testing.T) {
+	ca := lfNewCA(t)
+	app := lfEcho(t, "app", nil)
+	port := freePort(t)
+	strict := lfHTTPSListener("gw/strict", "strict.example.com",
+		[]ir.Certificate{ca.leaf(t, "strict", false, "strict.example.com")}, lfPrefix("strict", "/", "app"))
+	strict.TLS.MinVersion = "1.3"
+	ciphers := lfHTTPSListener("gw/ciphers", "ciphers.example.com",
+		[]ir.Certificate{ca.leaf(t, "ciphers", false, "ciphers.example.com")}, lfPrefix("ciphers", "/", "app"))
+	ciphers.TLS.CipherSuites = []string{"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"}
+	open := lfHTTPSListener("gw/open", "open.example.com",
+		[]ir.Certificate{ca.leaf(t, "open", false, "open.example.com")}, lfPrefix("open", "/", "app"))
+	s := lfStart(t, lfTLSConfig(port, lfClusters(app), strict, ciphers, open))
+	addr := "127.0.0.1:" + strconv.Itoa(int(port))
+
+	handshake := func(sni string, maxVersion uint16, suites ...uint16) (uint16, error) {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+			&tls.Config{RootCAs: ca.pool, ServerName: sni, MaxVersion: maxVersion, CipherSuites: suites})
+		if err != nil {
+			return 0, err
+		}
+		defer conn.Close()
+		return conn.ConnectionState().Version, nil
+	}
+	check := func(what, sni string, maxVersion uint16, wantOK bool, suites ...uint16) {
+		t.Helper()
+		v, err := handshake(sni, maxVersion, suites...)
+		switch {
+		case wantOK && err != nil:
+			t.Errorf("%s: handshake failed: %v", what, err)
+		case !wantOK && err == nil:
+			t.Errorf("%s: handshake succeeded with TLS %x, want it refused", what, v)
+		}
+	}
+	check("TLS 1.2 to the 1.3-only listener", "strict.example.com", tls.VersionTLS12, false)
+	check("TLS 1.3 to the 1.3-only listener", "strict.example.com", tls.VersionTLS13, true)
+	check("TLS 1.2 to a listener without bounds on the same port", "open.example.com", tls.VersionTLS12, true)
+	check("TLS 1.2 with an allowed suite", "ciphers.example.com", tls.VersionTLS12, true, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305)
+	check("TLS 1.2 with a suite the listener does not allow", "ciphers.example.com", tls.VersionTLS12, false, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
+	check("the same suite elsewhere", "open.example.com", tls.VersionTLS12, true, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
+
+	// A TLS-terminate listener (TLSRoutes) takes its bounds too, and an unknown version
+	// or suite is refused whole, keeping the config that serves.
+	backend := lineEcho(t, "stream")
+	tlsPort := freePort(t)
+	term := ir.Listener{Name: "gw/term", Hostname: "term.example.com", Protocol: ir.ProtocolTLS,
+		TLS:      &ir.ListenerTLS{Mode: ir.TLSTerminate, MinVersion: "1.3", Certificates: []ir.Certificate{ca.leaf(t, "term", false, "term.example.com")}},
+		L4Routes: []ir.L4Route{{Name: "tlsroute/default/r/rule/0", Backends: []ir.Backend{{Cluster: "stream", Weight: 1}}}}}
+	lfStart(t, lfTLSConfig(tlsPort, []ir.Cluster{{Name: "stream", Protocol: ir.UpstreamTCP, Endpoints: []ir.Endpoint{backend}}}, term))
+	addr = "127.0.0.1:" + strconv.Itoa(int(tlsPort))
+	check("TLS 1.2 to a TLS-terminate listener with minimum 1.3", "term.example.com", tls.VersionTLS12, false)
+	check("TLS 1.3 to a TLS-terminate listener with minimum 1.3", "term.example.com", tls.VersionTLS13, true)
+
+	bad := lfHTTPSListener("gw/bad", "bad.example.com", []ir.Certificate{ca.leaf(t, "bad", false, "bad.example.com")})
+	bad.TLS.MinVersion = "1.1"
+	if err := s.Apply(lfTLSConfig(port, lfClusters(app), bad)); err == nil || !strings.Contains(err.Error(), `TLS minimum version "1.1" is not supported`) {
+		t.Errorf("a TLS minimum of 1.1: Apply = %v", err)
+	}
+	bad.TLS.MinVersion, bad.TLS.CipherSuites = "", []string{"TLS_RSA_WITH_RC4_128_SHA"}
+	if err := s.Apply(lfTLSConfig(port, lfClusters(app), bad)); err == nil || !strings.Contains(err.Error(), `cipher suite "TLS_RSA_WITH_RC4_128_SHA" is not supported`) {
+		t.Errorf("an insecure cipher suite: Apply = %v", err)
+	}
+	addr = "127.0.0.1:" + strconv.Itoa(int(port))
+	check("the refused configs left the old one serving", "strict.example.com", tls.VersionTLS12, false)
+}

@@ -1,0 +1,344 @@
+package translate
+
+import (
+	"cmp"
+	"crypto/tls"
+	"fmt"
+	"slices"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/portico-gw/portico/api/v1alpha1"
+	"github.com/portico-gw/portico/internal/ir"
+	"github.com/portico-gw/portico/internal/resource"
+)
+
+// listenerPolicyState is one ListenerPolicy: its validation and, per Gateway it
+// targets, whether it applies there.
+type listenerPolicyState struct {
+	obj     *v1alpha1.ListenerPolicy
+	invalid problems
+	// ancestors are the Gateways it names (ours, or missing), with their outcome.
+	ancestors map[resource.Key]*problems
+}
+
+// policyScope is what a policy targets: a Gateway, or one of its listeners.
+type policyScope struct {
+	gateway resource.Key
+	section string // "" for the whole Gateway
+}
+
+// applyListenerPolicies validates every ListenerPolicy, picks the one in force for each
+// Gateway and listener (the oldest of a scope; one naming a listener overrides the
+// Gateway-wide one, field by field) and records the result on the listeners. It runs
+// after the Gateways and before routes are attached.
+func (t *translator) applyListenerPolicies() {
+	byScope := map[policyScope][]*listenerPolicyState{}
+	for _, p := range resource.Sorted(t.snap.ListenerPolicies) {
+		st := &listenerPolicyState{obj: p, ancestors: map[resource.Key]*problems{}}
+		st.validate()
+		for _, ref := range p.Spec.TargetRefs {
+			if ref.Group != gatewayGroup || ref.Kind != "Gateway" {
+				st.invalid.add(string(gwv1.PolicyReasonInvalid), "targetRef %s %s: only Gateways can be targeted", groupKind(string(ref.Group), string(ref.Kind)), ref.Name)
+				continue
+			}
+			key := resource.Key{Namespace: p.Namespace, Name: string(ref.Name)}
+			g, ours := t.gwByKey[key]
+			if !ours {
+				if _, exists := t.snap.Gateways[key]; exists {
+					continue // another controller's Gateway: not ours to report on
+				}
+			}
+			out := st.ancestors[key]
+			if out == nil {
+				out = &problems{}
+				st.ancestors[key] = out
+			}
+			if g == nil {
+				out.add(string(gwv1.PolicyReasonTargetNotFound), "Gateway %s not found", key)
+				continue
+			}
+			scope := policyScope{gateway: key}
+			if ref.SectionName != nil {
+				scope.section = string(*ref.SectionName)
+				if !slices.ContainsFunc(g.listeners, func(l *listenerState) bool { return string(l.spec.Name) == scope.section }) {
+					out.add(string(gwv1.PolicyReasonTargetNotFound), "Gateway %s has no listener named %q", key, scope.section)
+					continue
+				}
+			}
+			if st.invalid.ok() {
+				byScope[scope] = append(byScope[scope], st)
+			}
+		}
+		if len(st.ancestors) > 0 {
+			t.listenerPolicies = append(t.listenerPolicies, st)
+		}
+	}
+	winner := map[policyScope]*v1alpha1.ListenerPolicy{}
+	for scope, ps := range byScope {
+		slices.SortStableFunc(ps, func(a, b *listenerPolicyState) int {
+			return cmp.Or(a.obj.CreationTimestamp.Compare(b.obj.CreationTimestamp.Time), cmp.Compare(a.obj.Name, b.obj.Name))
+		})
+		winner[scope] = ps[0].obj
+		for _, p := range ps[1:] {
+			what := "Gateway " + scope.gateway.String()
+			if scope.section != "" {
+				what = fmt.Sprintf("listener %q of %s", scope.section, what)
+			}
+			p.ancestors[scope.gateway].add(string(gwv1.PolicyReasonConflicted),
+				"ListenerPolicy %q also targets %s and takes precedence (older, or first by name)", ps[0].obj.Name, what)
+		}
+	}
+	for _, g := range t.gateways {
+		key := resource.KeyOf(g.obj)
+		whole := winner[policyScope{gateway: key}]
+		for _, l := range g.all() {
+			var section *v1alpha1.ListenerPolicy
+			if l.set == nil {
+				section = winner[policyScope{gateway: key, section: string(l.spec.Name)}]
+			}
+			l.applyPolicy(whole, section)
+		}
+	}
+}
+
+// mergeListenerPolicies is what applies to a listener: the Gateway-wide policy's
+// settings, with those the listener's own policy sets in their place.
+func mergeListenerPolicies(whole, section *v1alpha1.ListenerPolicy) v1alpha1.ListenerPolicySpec {
+	var out v1alpha1.ListenerPolicySpec
+	for _, p := range []*v1alpha1.ListenerPolicy{whole, section} {
+		if p == nil {
+			continue
+		}
+		if t := p.Spec.TLS; t != nil {
+			if out.TLS == nil {
+				out.TLS = &v1alpha1.ListenerTLSPolicy{}
+			}
+			if t.MinVersion != nil {
+				out.TLS.MinVersion = t.MinVersion
+			}
+			if t.CipherSuites != nil {
+				out.TLS.CipherSuites = t.CipherSuites
+			}
+		}
+		if p.Spec.HSTS != nil {
+			out.HSTS = p.Spec.HSTS
+		}
+		if p.Spec.HTTPSRedirect != nil {
+			out.HTTPSRedirect = p.Spec.HTTPSRedirect
+		}
+	}
+	return out
+}
+
+// applyPolicy records what the ListenerPolicies in force ask of this listener (the
+// Gateway's, and the listener's own): TLS bounds on a terminating listener, HSTS on
+// HTTPS, the redirect on plain HTTP.
+func (l *listenerState) applyPolicy(whole, section *v1alpha1.ListenerPolicy) {
+	p := mergeListenerPolicies(whole, section)
+	if p.TLS != nil && l.tls != nil && l.tls.Mode == ir.TLSTerminate {
+		tlsCopy := *l.tls
+		if p.TLS.MinVersion != nil {
+			tlsCopy.MinVersion = *p.TLS.MinVersion
+		}
+		tlsCopy.CipherSuites = slices.Clone(p.TLS.CipherSuites)
+		l.tls = &tlsCopy
+	}
+	if p.HSTS != nil && l.spec.Protocol == gwv1.HTTPSProtocolType {
+		l.hsts = hstsValue(p.HSTS)
+	}
+	if p.HTTPSRedirect != nil && l.spec.Protocol == gwv1.HTTPProtocolType {
+		r := &ir.Redirect{Scheme: "https", StatusCode: 301}
+		if c := p.HTTPSRedirect.StatusCode; c != nil {
+			r.StatusCode = int(*c)
+		}
+		if port := p.HTTPSRedirect.Port; port != nil && *port != 443 {
+			r.Port = uint32(*port)
+		}
+		l.httpsRedirect = r
+		from := whole
+		if section != nil && section.Spec.HTTPSRedirect != nil {
+			from = section
+		}
+		l.redirectName = "listenerpolicy/" + from.Namespace + "/" + from.Name + "/https-redirect"
+	}
+}
+
+// acmeChallengePrefix is where ACME HTTP-01 challenges are answered: over plain HTTP,
+// whatever the policy says, or certificates could not be issued.
+const acmeChallengePrefix = "/.well-known/acme-challenge"
+
+// applyPolicyRoutes rewrites a listener's virtual hosts for its ListenerPolicies:
+// on plain HTTP every request but an ACME challenge is redirected to HTTPS (also for
+// hostnames no route serves); on HTTPS every route's response carries HSTS.
+func (l *listenerState) applyPolicyRoutes(out *ir.Listener) {
+	if r := l.httpsRedirect; r != nil {
+		redirect := ir.Route{Name: l.redirectName, Match: ir.Match{Path: ir.PathMatch{Type: ir.PathPrefix, Value: "/"}}, Redirect: r}
+		catchAll := l.hostname()
+		if catchAll == "" {
+			catchAll = "*"
+		}
+		if !slices.ContainsFunc(out.VirtualHosts, func(vh ir.VirtualHost) bool { return vh.Hostname == catchAll }) {
+			out.VirtualHosts = append(out.VirtualHosts, ir.VirtualHost{Hostname: catchAll})
+			slices.SortStableFunc(out.VirtualHosts, func(a, b ir.VirtualHost) int { return compareHostSpecificity(a.Hostname, b.Hostname) })
+		}
+		for i := range out.VirtualHosts {
+			vh := &out.VirtualHosts[i]
+			kept := slices.DeleteFunc(slices.Clone(vh.Routes), func(rt ir.Route) bool { return !isACMEChallenge(rt.Match.Path) })
+			vh.Routes = append(kept, redirect)
+		}
+	}
+	if l.hsts != "" {
+		for i := range out.VirtualHosts {
+			vh := &out.VirtualHosts[i]
+			vh.Routes = slices.Clone(vh.Routes)
+			for j := range vh.Routes {
+				vh.Routes[j].ResponseHeaders = withHeaderSet(vh.Routes[j].ResponseHeaders, "Strict-Transport-Security", l.hsts)
+			}
+		}
+	}
+}
+
+func isACMEChallenge(p ir.PathMatch) bool {
+	return (p.Type == ir.PathExact || p.Type == ir.PathPrefix) &&
+		(p.Value == acmeChallengePrefix || strings.HasPrefix(p.Value, acmeChallengePrefix+"/"))
+}
+
+// withHeaderSet returns a copy of m (which other listeners may share) that sets header
+// name to value, whatever m did with it.
+func withHeaderSet(m *ir.HeaderModifier, name, value string) *ir.HeaderModifier {
+	out := &ir.HeaderModifier{}
+	if m != nil {
+		isIt := func(h ir.Header) bool { return strings.EqualFold(h.Name, name) }
+		out.Set = slices.DeleteFunc(slices.Clone(m.Set), isIt)
+		out.Add = slices.DeleteFunc(slices.Clone(m.Add), isIt)
+		out.Remove = slices.DeleteFunc(slices.Clone(m.Remove), func(h string) bool { return strings.EqualFold(h, name) })
+	}
+	out.Set = append(out.Set, ir.Header{Name: name, Value: value})
+	return out
+}
+
+func hstsValue(h *v1alpha1.HSTSPolicy) string {
+	v := fmt.Sprintf("max-age=%d", h.MaxAgeSeconds)
+	if h.IncludeSubDomains {
+		v += "; includeSubDomains"
+	}
+	if h.Preload {
+		v += "; preload"
+	}
+	return v
+}
+
+// validate checks what the CRD's schema cannot.
+func (p *listenerPolicyState) validate() {
+	spec := p.obj.Spec
+	invalid := string(gwv1.PolicyReasonInvalid)
+	if spec.TLS == nil && spec.HSTS == nil && spec.HTTPSRedirect == nil {
+		p.invalid.add(invalid, "the policy sets nothing: give tls, hsts or httpsRedirect")
+	}
+	if t := spec.TLS; t != nil {
+		if t.MinVersion != nil && *t.MinVersion != "1.2" && *t.MinVersion != "1.3" {
+			p.invalid.add(invalid, "tls.minVersion %q is not supported: use \"1.2\" or \"1.3\"", *t.MinVersion)
+		}
+		if t.MinVersion != nil && *t.MinVersion == "1.3" && len(t.CipherSuites) > 0 {
+			p.invalid.add(invalid, "tls.cipherSuites apply to TLS 1.2 only, and tls.minVersion 1.3 refuses TLS 1.2: remove one of them")
+		}
+		for _, name := range t.CipherSuites {
+			if err := checkCipherSuite(name); err != nil {
+				p.invalid.add(invalid, "tls.cipherSuites: %v", err)
+			}
+		}
+	}
+	if h := spec.HSTS; h != nil {
+		if h.MaxAgeSeconds < 0 {
+			p.invalid.add(invalid, "hsts.maxAgeSeconds must not be negative")
+		}
+		if h.Preload && (!h.IncludeSubDomains || h.MaxAgeSeconds < 31536000) {
+			p.invalid.add(invalid, "hsts.preload needs includeSubDomains and a maxAgeSeconds of at least 31536000 (a year), as browsers' preload lists require")
+		}
+	}
+	if r := spec.HTTPSRedirect; r != nil {
+		if c := r.StatusCode; c != nil && !slices.Contains([]int32{301, 302, 307, 308}, *c) {
+			p.invalid.add(invalid, "httpsRedirect.statusCode %d is not a redirect: use 301, 302, 307 or 308", *c)
+		}
+		if port := r.Port; port != nil && (*port < 1 || *port > 65535) {
+			p.invalid.add(invalid, "httpsRedirect.port %d is outside 1-65535", *port)
+		}
+	}
+}
+
+// checkCipherSuite accepts the TLS 1.2 suites Go considers secure, by IANA name.
+func checkCipherSuite(name string) error {
+	for _, s := range tls.CipherSuites() {
+		if s.Name == name {
+			if !slices.Contains(s.SupportedVersions, tls.VersionTLS12) {
+				return fmt.Errorf("%s is a TLS 1.3 suite, which cannot be configured", name)
+			}
+			return nil
+		}
+	}
+	for _, s := range tls.InsecureCipherSuites() {
+		if s.Name == name {
+			return fmt.Errorf("%s is insecure and not offered", name)
+		}
+	}
+	return fmt.Errorf("%s is not a cipher suite Portico knows (IANA names, such as TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)", name)
+}
+
+// listenerPolicyStatuses renders each policy's status: one ancestor per Gateway it
+// targets (this controller's, or missing).
+func (t *translator) listenerPolicyStatuses() []PolicyStatus {
+	var out []PolicyStatus
+	for _, p := range t.listenerPolicies {
+		gen := p.obj.Generation
+		st := PolicyStatus{Kind: v1alpha1.ListenerPolicyKind, Namespace: p.obj.Namespace, Name: p.obj.Name}
+		keys := make([]resource.Key, 0, len(p.ancestors))
+		for k := range p.ancestors {
+			keys = append(keys, k)
+		}
+		slices.SortFunc(keys, resource.Key.Compare)
+		if len(keys) > maxAncestors {
+			keys = keys[:maxAncestors]
+		}
+		for _, k := range keys {
+			var cond metav1.Condition
+			switch out := p.ancestors[k]; {
+			case !p.invalid.ok():
+				cond = condition(string(gwv1.PolicyConditionAccepted), false, p.invalid.reason, gen, p.invalid.message())
+			case !out.ok():
+				cond = condition(string(gwv1.PolicyConditionAccepted), false, out.reason, gen, out.message())
+			default:
+				cond = condition(string(gwv1.PolicyConditionAccepted), true, string(gwv1.PolicyReasonAccepted), gen, "policy applies to "+p.appliesTo(k))
+			}
+			ns := gwv1.Namespace(k.Namespace)
+			st.Status.Ancestors = append(st.Status.Ancestors, gwv1.PolicyAncestorStatus{
+				AncestorRef:    gwv1.ParentReference{Group: ptrTo(gwv1.Group(gatewayGroup)), Kind: ptrTo(gwv1.Kind("Gateway")), Namespace: &ns, Name: gwv1.ObjectName(k.Name)},
+				ControllerName: gwv1.GatewayController(t.opts.ControllerName),
+				Conditions:     []metav1.Condition{cond},
+			})
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// appliesTo says which listeners of Gateway k the (accepted) policy covers.
+func (p *listenerPolicyState) appliesTo(k resource.Key) string {
+	var sections []string
+	for _, ref := range p.obj.Spec.TargetRefs {
+		if string(ref.Name) != k.Name {
+			continue
+		}
+		if ref.SectionName == nil {
+			return "every listener of Gateway " + k.String() + " and of its ListenerSets"
+		}
+		sections = append(sections, string(*ref.SectionName))
+	}
+	what := "listener"
+	if len(sections) > 1 {
+		what = "listeners"
+	}
+	return fmt.Sprintf("%s %s of Gateway %s", what, joinQuoted(sections), k)
+}
