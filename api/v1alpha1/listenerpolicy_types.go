@@ -22,6 +22,7 @@ const ListenerPolicyKind = "ListenerPolicy"
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:categories=portico
 // +kubebuilder:subresource:status
+// +kubebuilder:metadata:labels="gateway.networking.k8s.io/policy=Direct"
 type ListenerPolicy struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -37,6 +38,7 @@ type ListenerPolicySpec struct {
 	// listener by sectionName.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:message="targetRefs must be unique",rule="self.all(p1, self.exists_one(p2, p1.group == p2.group && p1.kind == p2.kind && p1.name == p2.name && (has(p1.sectionName) ? has(p2.sectionName) && p1.sectionName == p2.sectionName : !has(p2.sectionName))))"
 	TargetRefs []gwv1.LocalPolicyTargetReferenceWithSectionName `json:"targetRefs"`
 
 	// TLS bounds the TLS that HTTPS and TLS-terminating listeners accept from clients.
@@ -63,8 +65,9 @@ type ListenerTLSPolicy struct {
 	MinVersion *string `json:"minVersion,omitempty"`
 
 	// CipherSuites are the TLS 1.2 cipher suites accepted, by IANA name (for example
-	// TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256). TLS 1.3 suites are not configurable.
-	// Unset: Go's secure defaults.
+	// TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256): ECDHE suites with AES-GCM or
+	// ChaCha20-Poly1305 only, since HTTP/2 refuses the others. TLS 1.3 suites are not
+	// configurable. Unset: Go's secure defaults.
 	// +kubebuilder:validation:MaxItems=32
 	// +optional
 	CipherSuites []string `json:"cipherSuites,omitempty"`

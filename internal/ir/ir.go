@@ -76,6 +76,9 @@ type Listener struct {
 	VirtualHosts []VirtualHost `json:"virtualHosts,omitempty"`
 	// L4Routes serve TLS, TCP and UDP listeners (see L4Route for the order).
 	L4Routes []L4Route `json:"l4Routes,omitempty"`
+	// HSTS, when set, is the Strict-Transport-Security header every response of this
+	// (HTTPS) listener carries, set last: neither routes nor upstreams change it.
+	HSTS string `json:"hsts,omitempty"`
 	// Unavailable, when set, says why the listener serves nothing (for example its only
 	// certificate is missing). It is listed anyway so that its hostname stays reserved:
 	// handshakes for it fail and requests for it get 404, rather than falling through to

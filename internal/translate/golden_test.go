@@ -197,6 +197,7 @@ func expectations(input []byte) []string {
 //	expect-l4: LISTENER = ROUTE@HOST,...              (stream routes in order; HOST empty for any)
 //	expect-unavailable: LISTENER                     (in the IR only to reserve its hostname)
 //	expect-tls: LISTENER = MINVERSION|CIPHER,...     (the listener's TLS bounds; empty parts: defaults)
+//	expect-hsts: LISTENER = VALUE                    (its Strict-Transport-Security; a space is _)
 //	expect: ListenerPolicy NS/NAME Type=Status Reason (every ancestor)
 //	expect-route: ROUTE field=value                  (fields: see checkRoute; a space is written _)
 func checkExpectation(e string, cfg *ir.Config, st *Status) error {
@@ -296,6 +297,22 @@ func checkExpectation(e string, cfg *ir.Config, st *Status) error {
 			return fmt.Errorf("listener %s not in IR", fields[0])
 		case l.Unavailable == "" || len(l.VirtualHosts) > 0 || len(l.L4Routes) > 0:
 			return fmt.Errorf("listener %s is served (unavailable=%q, %d virtual hosts)", fields[0], l.Unavailable, len(l.VirtualHosts))
+		}
+		return nil
+	case "expect-hsts":
+		if len(fields) != 3 || fields[1] != "=" {
+			return fmt.Errorf("want 'LISTENER = VALUE' (a space written _, or none)")
+		}
+		l := findListener(cfg, fields[0])
+		if l == nil {
+			return fmt.Errorf("listener %s not in IR", fields[0])
+		}
+		got := strings.ReplaceAll(l.HSTS, " ", "_")
+		if got == "" {
+			got = "none"
+		}
+		if got != fields[2] {
+			return fmt.Errorf("listener %s HSTS is %s", fields[0], got)
 		}
 		return nil
 	case "expect-tls":

@@ -22,6 +22,16 @@ type listenerPolicyState struct {
 	invalid problems
 	// ancestors are the Gateways it names (ours, or missing), with their outcome.
 	ancestors map[resource.Key]*problems
+	// wins counts, per Gateway, the scopes (the Gateway, or one of its listeners) where
+	// the policy is the one in force; losses says where an older one is.
+	wins   map[resource.Key]int
+	losses map[resource.Key][]string
+}
+
+func (p *listenerPolicyState) won(gw resource.Key) { p.wins[gw]++ }
+
+func (p *listenerPolicyState) lost(gw resource.Key, why string) {
+	p.losses[gw] = append(p.losses[gw], why)
 }
 
 // policyScope is what a policy targets: a Gateway, or one of its listeners.
@@ -37,7 +47,7 @@ type policyScope struct {
 func (t *translator) applyListenerPolicies() {
 	byScope := map[policyScope][]*listenerPolicyState{}
 	for _, p := range resource.Sorted(t.snap.ListenerPolicies) {
-		st := &listenerPolicyState{obj: p, ancestors: map[resource.Key]*problems{}}
+		st := &listenerPolicyState{obj: p, ancestors: map[resource.Key]*problems{}, wins: map[resource.Key]int{}, losses: map[resource.Key][]string{}}
 		st.validate()
 		for _, ref := range p.Spec.TargetRefs {
 			if ref.Group != gatewayGroup || ref.Kind != "Gateway" {
@@ -68,7 +78,7 @@ func (t *translator) applyListenerPolicies() {
 					continue
 				}
 			}
-			if st.invalid.ok() {
+			if st.invalid.ok() && !slices.Contains(byScope[scope], st) {
 				byScope[scope] = append(byScope[scope], st)
 			}
 		}
@@ -77,18 +87,26 @@ func (t *translator) applyListenerPolicies() {
 		}
 	}
 	winner := map[policyScope]*v1alpha1.ListenerPolicy{}
-	for scope, ps := range byScope {
+	scopes := make([]policyScope, 0, len(byScope))
+	for scope := range byScope {
+		scopes = append(scopes, scope)
+	}
+	slices.SortFunc(scopes, func(a, b policyScope) int {
+		return cmp.Or(a.gateway.Compare(b.gateway), cmp.Compare(a.section, b.section))
+	})
+	for _, scope := range scopes {
+		ps := byScope[scope]
 		slices.SortStableFunc(ps, func(a, b *listenerPolicyState) int {
 			return cmp.Or(a.obj.CreationTimestamp.Compare(b.obj.CreationTimestamp.Time), cmp.Compare(a.obj.Name, b.obj.Name))
 		})
 		winner[scope] = ps[0].obj
+		ps[0].won(scope.gateway)
 		for _, p := range ps[1:] {
 			what := "Gateway " + scope.gateway.String()
 			if scope.section != "" {
 				what = fmt.Sprintf("listener %q of %s", scope.section, what)
 			}
-			p.ancestors[scope.gateway].add(string(gwv1.PolicyReasonConflicted),
-				"ListenerPolicy %q also targets %s and takes precedence (older, or first by name)", ps[0].obj.Name, what)
+			p.lost(scope.gateway, fmt.Sprintf("ListenerPolicy %q also targets %s and takes precedence (older, or first by name)", ps[0].obj.Name, what))
 		}
 	}
 	for _, g := range t.gateways {
@@ -170,9 +188,9 @@ func (l *listenerState) applyPolicy(whole, section *v1alpha1.ListenerPolicy) {
 // whatever the policy says, or certificates could not be issued.
 const acmeChallengePrefix = "/.well-known/acme-challenge"
 
-// applyPolicyRoutes rewrites a listener's virtual hosts for its ListenerPolicies:
-// on plain HTTP every request but an ACME challenge is redirected to HTTPS (also for
-// hostnames no route serves); on HTTPS every route's response carries HSTS.
+// applyPolicyRoutes applies a listener's ListenerPolicies to its IR: on plain HTTP every
+// request but an ACME challenge is redirected to HTTPS (also for hostnames no route
+// serves); on HTTPS every response carries HSTS.
 func (l *listenerState) applyPolicyRoutes(out *ir.Listener) {
 	if r := l.httpsRedirect; r != nil {
 		redirect := ir.Route{Name: l.redirectName, Match: ir.Match{Path: ir.PathMatch{Type: ir.PathPrefix, Value: "/"}}, Redirect: r}
@@ -186,38 +204,21 @@ func (l *listenerState) applyPolicyRoutes(out *ir.Listener) {
 		}
 		for i := range out.VirtualHosts {
 			vh := &out.VirtualHosts[i]
-			kept := slices.DeleteFunc(slices.Clone(vh.Routes), func(rt ir.Route) bool { return !isACMEChallenge(rt.Match.Path) })
+			kept := slices.DeleteFunc(slices.Clone(vh.Routes), func(rt ir.Route) bool { return !isACMEChallenge(rt) })
 			vh.Routes = append(kept, redirect)
 		}
 	}
-	if l.hsts != "" {
-		for i := range out.VirtualHosts {
-			vh := &out.VirtualHosts[i]
-			vh.Routes = slices.Clone(vh.Routes)
-			for j := range vh.Routes {
-				vh.Routes[j].ResponseHeaders = withHeaderSet(vh.Routes[j].ResponseHeaders, "Strict-Transport-Security", l.hsts)
-			}
-		}
-	}
+	out.HSTS = l.hsts
 }
 
-func isACMEChallenge(p ir.PathMatch) bool {
+// isACMEChallenge reports whether a route only answers ACME challenges: its path is
+// under the challenge prefix and it forwards requests as they are (a rewrite or a
+// mirror could send them to anything else over plain HTTP).
+func isACMEChallenge(rt ir.Route) bool {
+	p := rt.Match.Path
 	return (p.Type == ir.PathExact || p.Type == ir.PathPrefix) &&
-		(p.Value == acmeChallengePrefix || strings.HasPrefix(p.Value, acmeChallengePrefix+"/"))
-}
-
-// withHeaderSet returns a copy of m (which other listeners may share) that sets header
-// name to value, whatever m did with it.
-func withHeaderSet(m *ir.HeaderModifier, name, value string) *ir.HeaderModifier {
-	out := &ir.HeaderModifier{}
-	if m != nil {
-		isIt := func(h ir.Header) bool { return strings.EqualFold(h.Name, name) }
-		out.Set = slices.DeleteFunc(slices.Clone(m.Set), isIt)
-		out.Add = slices.DeleteFunc(slices.Clone(m.Add), isIt)
-		out.Remove = slices.DeleteFunc(slices.Clone(m.Remove), func(h string) bool { return strings.EqualFold(h, name) })
-	}
-	out.Set = append(out.Set, ir.Header{Name: name, Value: value})
-	return out
+		(p.Value == acmeChallengePrefix || strings.HasPrefix(p.Value, acmeChallengePrefix+"/")) &&
+		rt.Rewrite == nil && len(rt.Mirrors) == 0
 }
 
 func hstsValue(h *v1alpha1.HSTSPolicy) string {
@@ -269,12 +270,17 @@ func (p *listenerPolicyState) validate() {
 	}
 }
 
-// checkCipherSuite accepts the TLS 1.2 suites Go considers secure, by IANA name.
+// checkCipherSuite accepts the TLS 1.2 suites with forward secrecy and an AEAD cipher
+// (ECDHE with AES-GCM or ChaCha20-Poly1305), by IANA name: the others are weaker, and
+// HTTP/2 refuses connections that use them.
 func checkCipherSuite(name string) error {
 	for _, s := range tls.CipherSuites() {
 		if s.Name == name {
-			if !slices.Contains(s.SupportedVersions, tls.VersionTLS12) {
+			switch {
+			case !slices.Contains(s.SupportedVersions, tls.VersionTLS12):
 				return fmt.Errorf("%s is a TLS 1.3 suite, which cannot be configured", name)
+			case !strings.Contains(name, "_ECDHE_") || !strings.Contains(name, "_GCM_") && !strings.Contains(name, "_CHACHA20_"):
+				return fmt.Errorf("%s is not allowed: use ECDHE suites with AES-GCM or ChaCha20-Poly1305 (HTTP/2 refuses the others)", name)
 			}
 			return nil
 		}
@@ -309,8 +315,14 @@ func (t *translator) listenerPolicyStatuses() []PolicyStatus {
 				cond = condition(string(gwv1.PolicyConditionAccepted), false, p.invalid.reason, gen, p.invalid.message())
 			case !out.ok():
 				cond = condition(string(gwv1.PolicyConditionAccepted), false, out.reason, gen, out.message())
+			case p.wins[k] == 0:
+				cond = condition(string(gwv1.PolicyConditionAccepted), false, string(gwv1.PolicyReasonConflicted), gen, strings.Join(p.losses[k], "; "))
 			default:
-				cond = condition(string(gwv1.PolicyConditionAccepted), true, string(gwv1.PolicyReasonAccepted), gen, "policy applies to "+p.appliesTo(k))
+				msg := "policy applies to " + p.appliesTo(k)
+				if len(p.losses[k]) > 0 {
+					msg += ", except where another takes precedence: " + strings.Join(p.losses[k], "; ")
+				}
+				cond = condition(string(gwv1.PolicyConditionAccepted), true, string(gwv1.PolicyReasonAccepted), gen, msg)
 			}
 			ns := gwv1.Namespace(k.Namespace)
 			st.Status.Ancestors = append(st.Status.Ancestors, gwv1.PolicyAncestorStatus{
@@ -332,7 +344,7 @@ func (p *listenerPolicyState) appliesTo(k resource.Key) string {
 			continue
 		}
 		if ref.SectionName == nil {
-			return "every listener of Gateway " + k.String() + " and of its ListenerSets"
+			return "the HTTP, HTTPS and TLS-terminating listeners of Gateway " + k.String() + " and of its ListenerSets"
 		}
 		sections = append(sections, string(*ref.SectionName))
 	}

@@ -129,8 +129,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *observation) 
 	if o != nil {
 		o.entry.Gateway, o.entry.Listener = telemetry.SplitListener(l.Name)
 	}
-	if r.TLS != nil && r.TLS.ServerName != "" {
-		// The TLS handshake chose a listener (and certificate) by SNI; a Host that maps to
+	if l.IR != nil && l.IR.HSTS != "" {
+		w = &hstsWriter{ResponseWriter: w, value: l.IR.HSTS}
+	}
+	if r.TLS != nil {
+		// The TLS handshake chose a listener (its certificate, TLS version and cipher
+		// suites) by SNI, or the hostname-less one without SNI; a Host that maps to
 		// another listener must not be served on this connection.
 		if sni := t.Listener(router.NormalizeHost(r.TLS.ServerName)); sni != l {
 			o.note(0, "misdirected_request")

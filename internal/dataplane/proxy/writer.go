@@ -33,6 +33,40 @@ func (w *responseWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// hstsWriter sets a listener's Strict-Transport-Security header on every response
+// (final status only) just before it is written: after the route's and the backend's
+// header filters and the upstream's headers, so none of them changes it.
+type hstsWriter struct {
+	http.ResponseWriter
+	value string
+	done  bool
+}
+
+func (w *hstsWriter) WriteHeader(code int) {
+	if !w.done && code >= 200 {
+		w.done = true
+		w.ResponseWriter.Header().Set("Strict-Transport-Security", w.value)
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *hstsWriter) Write(p []byte) (int, error) {
+	if !w.done {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *hstsWriter) Flush() {
+	if !w.done {
+		w.WriteHeader(http.StatusOK)
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the server's writer (hijacking, deadlines).
+func (w *hstsWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func (w *responseWriter) Write(p []byte) (int, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)

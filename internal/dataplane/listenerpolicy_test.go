@@ -3,6 +3,7 @@ package dataplane
 import (
 	"crypto/tls"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -78,4 +79,75 @@ func TestListenerTLSBounds(t *testing.T) {
 	}
 	addr = "127.0.0.1:" + strconv.Itoa(int(port))
 	check("the refused configs left the old one serving", "strict.example.com", tls.VersionTLS12, false)
+}
+
+// TestListenerHSTS: an HTTPS listener's HSTS header is on every response it gives,
+// set last: over the upstream's own header and after the route's and the backend's
+// filters that remove it, on the route's redirects, and on 404s. A listener without
+// HSTS on the same port adds none.
+func TestListenerHSTS(t *testing.T) {
+	ca := lfNewCA(t)
+	app := lfEcho(t, "app", func(w http.ResponseWriter, _ *http.Request) bool {
+		w.Header().Set("Strict-Transport-Security", "max-age=0")
+		return false
+	})
+	port := freePort(t)
+	removeHSTS := &ir.HeaderModifier{Remove: []string{"Strict-Transport-Security"}}
+	proxied := lfPrefix("proxied", "/app", "app")
+	proxied.ResponseHeaders = removeHSTS
+	proxied.Backends[0].ResponseHeaders = removeHSTS
+	redirect := ir.Route{Name: "redirect", Match: ir.Match{Path: ir.PathMatch{Type: ir.PathPrefix, Value: "/old"}},
+		Redirect: &ir.Redirect{Path: &ir.PathModifier{Type: ir.FullPath, Value: "/new"}, StatusCode: 302}, ResponseHeaders: removeHSTS}
+	strict := lfHTTPSListener("gw/strict", "strict.example.com",
+		[]ir.Certificate{ca.leaf(t, "strict", false, "strict.example.com")}, redirect, proxied)
+	strict.HSTS = "max-age=31536000; includeSubDomains"
+	open := lfHTTPSListener("gw/open", "open.example.com",
+		[]ir.Certificate{ca.leaf(t, "open", false, "open.example.com")}, lfPrefix("open", "/only", "app"))
+	lfStart(t, lfTLSConfig(port, lfClusters(app), strict, open))
+
+	for _, tc := range []struct {
+		host, path string
+		code       int
+		want       string
+	}{
+		{"strict.example.com", "/app", 200, strict.HSTS},
+		{"strict.example.com", "/nothing-here", 404, strict.HSTS},
+		{"strict.example.com", "/old", 302, strict.HSTS},
+		{"open.example.com", "/nothing-here", 404, ""},
+		{"open.example.com", "/only", 200, "max-age=0"}, // the upstream's own, untouched
+	} {
+		for _, proto := range []string{"h2", "http/1.1"} {
+			c := lfTLSClient(t, ca.pool, tc.host, proto)
+			resp, _ := lfDo(t, c, "GET", lfTLSBase(port)+tc.path, tc.host, nil)
+			if got := resp.Header.Get("Strict-Transport-Security"); resp.StatusCode != tc.code || got != tc.want {
+				t.Errorf("%s %s%s: %d, Strict-Transport-Security %q; want %d, %q", proto, tc.host, tc.path, resp.StatusCode, got, tc.code, tc.want)
+			}
+		}
+	}
+}
+
+// TestTLSWithoutSNIIsNotServedByAnotherListener: a client that sends no SNI
+// handshakes with the hostname-less listener's settings, so a Host naming another
+// listener (one that asks for TLS 1.3, say) is misdirected (421), not served.
+func TestTLSWithoutSNIIsNotServedByAnotherListener(t *testing.T) {
+	ca := lfNewCA(t)
+	app := lfEcho(t, "app", nil)
+	port := freePort(t)
+	strict := lfHTTPSListener("gw/strict", "strict.example.com",
+		[]ir.Certificate{ca.leaf(t, "strict", false, "strict.example.com")}, lfPrefix("strict", "/", "app"))
+	strict.TLS.MinVersion = "1.3"
+	anyHost := lfHTTPSListener("gw/any", "", []ir.Certificate{ca.leaf(t, "any", false, "any.example.com")}, lfPrefix("any", "/", "app"))
+	lfStart(t, lfTLSConfig(port, lfClusters(app), strict, anyHost))
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12}}
+	t.Cleanup(tr.CloseIdleConnections)
+	c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	// https://127.0.0.1 sends no SNI (an IP address is never sent as one).
+	resp, _ := lfDo(t, c, "GET", lfTLSBase(port)+"/", "strict.example.com", nil)
+	if resp.StatusCode != http.StatusMisdirectedRequest {
+		t.Errorf("TLS 1.2 without SNI, Host of the TLS 1.3 listener: %d, want 421", resp.StatusCode)
+	}
+	resp, _ = lfDo(t, c, "GET", lfTLSBase(port)+"/", "other.example.com", nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("without SNI, Host of the hostname-less listener: %d, want 200", resp.StatusCode)
+	}
 }
