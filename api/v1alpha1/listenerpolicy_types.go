@@ -9,8 +9,8 @@ import (
 const ListenerPolicyKind = "ListenerPolicy"
 
 // ListenerPolicy is the platform team's defaults for a Gateway's listeners: the TLS
-// versions and cipher suites clients may use, HTTP Strict Transport Security, and
-// redirecting plain HTTP to HTTPS. It lives in the Gateway's namespace (whoever may
+// versions and cipher suites clients may use, HTTP Strict Transport Security,
+// redirecting plain HTTP to HTTPS, and a rate limit per client. It lives in the Gateway's namespace (whoever may
 // edit the Gateway may edit it) and applies to every listener of the Gateway,
 // including those app teams add with ListenerSets, which cannot weaken it.
 //
@@ -54,6 +54,38 @@ type ListenerPolicySpec struct {
 	// which routes keep serving so that certificates can be issued.
 	// +optional
 	HTTPSRedirect *HTTPSRedirectPolicy `json:"httpsRedirect,omitempty"`
+
+	// RateLimit bounds the requests each client address may send to an HTTP or HTTPS
+	// listener; requests over it are answered 429 with Retry-After. The limit is kept
+	// by each Portico instance, so N replicas let through up to N times it.
+	// +optional
+	RateLimit *RateLimitPolicy `json:"rateLimit,omitempty"`
+
+	// Limits bound what a client may send to an HTTP or HTTPS listener.
+	// +optional
+	Limits *ListenerLimits `json:"limits,omitempty"`
+}
+
+// ListenerLimits bound requests.
+type ListenerLimits struct {
+	// MaxRequestBodyBytes is the largest request body accepted; a larger one is answered
+	// 413. It applies to every request, gRPC streams and uploads included.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	MaxRequestBodyBytes *int64 `json:"maxRequestBodyBytes,omitempty"`
+}
+
+// RateLimitPolicy is a token bucket per client address and listener.
+type RateLimitPolicy struct {
+	// RequestsPerSecond is the sustained rate.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	RequestsPerSecond int32 `json:"requestsPerSecond"`
+	// Burst is how many requests a client may send at once; unset: RequestsPerSecond.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	// +optional
+	Burst *int32 `json:"burst,omitempty"`
 }
 
 // ListenerTLSPolicy is the TLS a listener accepts.

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/portico-gw/portico/internal/ir"
+	"github.com/portico-gw/portico/internal/telemetry"
 )
 
 // TestListenerTLSBounds: a listener's minimum TLS version and cipher suites (a
@@ -149,5 +151,108 @@ func TestTLSWithoutSNIIsNotServedByAnotherListener(t *testing.T) {
 	resp, _ = lfDo(t, c, "GET", lfTLSBase(port)+"/", "other.example.com", nil)
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("without SNI, Host of the hostname-less listener: %d, want 200", resp.StatusCode)
+	}
+}
+
+// TestListenerRateLimit: a listener's rate limit answers a client over it with 429 and
+// Retry-After (the access log flags it RL), counts each client address on its own,
+// and keeps its state across a config change that keeps the limit.
+func TestListenerRateLimit(t *testing.T) {
+	app := lfEcho(t, "app", nil)
+	out := &safeBuffer{}
+	accessLog, err := telemetry.NewAccessLog(telemetry.AccessLogOptions{Writer: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { accessLog.Close() })
+	s := New(Options{Telemetry: &telemetry.Set{Log: accessLog}})
+	shutdownOnCleanup(t, s)
+	port := freePort(t)
+	config := func(path string) *ir.Config {
+		l := lfHTTPListener("default/gw/http", "", "*", lfPrefix("r", path, "app"))
+		l.RateLimit = &ir.RateLimit{RequestsPerSecond: 1, Burst: 2}
+		cfg := lfHTTPConfig(port, lfClusters(app), l)
+		cfg.Gateways[0].Addresses = []string{"127.0.0.1"}
+		return cfg
+	}
+	if err := s.Apply(config("/")); err != nil {
+		t.Fatal(err)
+	}
+	from := func(local string) *http.Client {
+		tr := &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}).DialContext}
+		t.Cleanup(tr.CloseIdleConnections)
+		return &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	}
+	a, b := from("127.0.0.1"), from("127.0.0.2")
+	for i := range 2 {
+		if resp, _ := lfDo(t, a, "GET", lfBase(port)+"/burst", "", nil); resp.StatusCode != 200 {
+			t.Fatalf("request %d of the burst: %d", i+1, resp.StatusCode)
+		}
+	}
+	resp, _ := lfDo(t, a, "GET", lfBase(port)+"/over", "", nil)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("over the burst: %d, Retry-After %q; want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if resp, _ := lfDo(t, b, "GET", lfBase(port)+"/other-client", "", nil); resp.StatusCode != 200 {
+		t.Fatalf("another client address: %d", resp.StatusCode)
+	}
+	// A route change keeps the buckets: the client is still over its limit.
+	if err := s.Apply(config("/v2")); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := lfDo(t, a, "GET", lfBase(port)+"/v2/after-change", "", nil); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("right after a config change: %d, want 429 (the bucket kept)", resp.StatusCode)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), `"path":"/over"`) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.Contains(line, `"path":"/over"`) {
+			if !strings.Contains(line, `"response_flags":"RL"`) || !strings.Contains(line, `"status":429`) {
+				t.Errorf("access log line of the limited request: %s", line)
+			}
+			return
+		}
+	}
+	t.Errorf("no access log line for the limited request:\n%s", out.String())
+}
+
+// TestListenerBodyLimit: a listener's request body limit answers 413 for a body that
+// says it is larger, and for a chunked one once it gets larger, without passing it on.
+func TestListenerBodyLimit(t *testing.T) {
+	app := lfEcho(t, "app", nil)
+	port := freePort(t)
+	l := lfHTTPListener("default/gw/http", "", "*", lfPrefix("r", "/", "app"))
+	l.MaxRequestBodyBytes = 10
+	lfStart(t, lfHTTPConfig(port, lfClusters(app), l))
+	c := lfClient(t)
+	post := func(body io.Reader, length int64) int {
+		req, err := http.NewRequest("POST", lfBase(port)+"/upload", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.ContentLength = length
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode
+	}
+	if code := post(strings.NewReader("0123456789"), 10); code != 200 {
+		t.Errorf("a body of the limit: %d", code)
+	}
+	if code := post(strings.NewReader("0123456789A"), 11); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("Content-Length over the limit: %d, want 413", code)
+	}
+	if code := post(io.MultiReader(strings.NewReader("01234"), strings.NewReader("56789ABCDEF")), -1); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("a chunked body over the limit: %d, want 413", code)
+	}
+	for _, seen := range app.requests() {
+		if len(seen.Body) > 10 {
+			t.Errorf("the backend got a body of %d bytes", len(seen.Body))
+		}
 	}
 }

@@ -79,11 +79,24 @@ type Listener struct {
 	// HSTS, when set, is the Strict-Transport-Security header every response of this
 	// (HTTPS) listener carries, set last: neither routes nor upstreams change it.
 	HSTS string `json:"hsts,omitempty"`
+	// RateLimit, when set, bounds the requests each client address may send to this
+	// listener (per data plane instance); requests over it get 429.
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+	// MaxRequestBodyBytes, when above zero, bounds a request body: a larger one is
+	// answered 413 (at once when its Content-Length says so, else when it gets there).
+	MaxRequestBodyBytes int64 `json:"maxRequestBodyBytes,omitempty"`
 	// Unavailable, when set, says why the listener serves nothing (for example its only
 	// certificate is missing). It is listed anyway so that its hostname stays reserved:
 	// handshakes for it fail and requests for it get 404, rather than falling through to
 	// a less specific listener on the same port.
 	Unavailable string `json:"unavailable,omitempty"`
+}
+
+// RateLimit is a token bucket per client address: RequestsPerSecond sustained, and up
+// to Burst at once.
+type RateLimit struct {
+	RequestsPerSecond uint32 `json:"requestsPerSecond"`
+	Burst             uint32 `json:"burst"`
 }
 
 // TLSMode says whether the gateway terminates TLS or forwards the encrypted stream.

@@ -198,6 +198,7 @@ func expectations(input []byte) []string {
 //	expect-unavailable: LISTENER                     (in the IR only to reserve its hostname)
 //	expect-tls: LISTENER = MINVERSION|CIPHER,...     (the listener's TLS bounds; empty parts: defaults)
 //	expect-hsts: LISTENER = VALUE                    (its Strict-Transport-Security; a space is _)
+//	expect-ratelimit: LISTENER = RPS|BURST|body<=N   (its rate limit per client, or none; body limit, 0: none)
 //	expect: ListenerPolicy NS/NAME Type=Status Reason (every ancestor)
 //	expect-route: ROUTE field=value                  (fields: see checkRoute; a space is written _)
 func checkExpectation(e string, cfg *ir.Config, st *Status) error {
@@ -313,6 +314,23 @@ func checkExpectation(e string, cfg *ir.Config, st *Status) error {
 		}
 		if got != fields[2] {
 			return fmt.Errorf("listener %s HSTS is %s", fields[0], got)
+		}
+		return nil
+	case "expect-ratelimit":
+		if len(fields) != 3 || fields[1] != "=" {
+			return fmt.Errorf("want 'LISTENER = RPS|BURST|body<=N' (or none|body<=N)")
+		}
+		l := findListener(cfg, fields[0])
+		if l == nil {
+			return fmt.Errorf("listener %s not in IR", fields[0])
+		}
+		got := "none"
+		if rl := l.RateLimit; rl != nil {
+			got = fmt.Sprintf("%d|%d", rl.RequestsPerSecond, rl.Burst)
+		}
+		got += fmt.Sprintf("|body<=%d", l.MaxRequestBodyBytes)
+		if got != fields[2] {
+			return fmt.Errorf("listener %s rate limit is %s", fields[0], got)
 		}
 		return nil
 	case "expect-tls":

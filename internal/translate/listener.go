@@ -36,9 +36,11 @@ type listenerState struct {
 
 	// hsts is the Strict-Transport-Security value a ListenerPolicy sets on an HTTPS
 	// listener's responses; httpsRedirect is the redirect it answers plain HTTP with.
-	hsts          string
-	httpsRedirect *ir.Redirect
-	redirectName  string // the redirect route's IR name
+	hsts           string
+	httpsRedirect  *ir.Redirect
+	redirectName   string // the redirect route's IR name
+	rateLimit      *ir.RateLimit
+	maxRequestBody int64
 
 	attached map[string]bool // route ids attached
 	claims   [2]hostClaims   // hostnames claimed by HTTPRoutes and GRPCRoutes

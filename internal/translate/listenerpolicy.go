@@ -147,6 +147,12 @@ func mergeListenerPolicies(whole, section *v1alpha1.ListenerPolicy) v1alpha1.Lis
 		if p.Spec.HTTPSRedirect != nil {
 			out.HTTPSRedirect = p.Spec.HTTPSRedirect
 		}
+		if p.Spec.RateLimit != nil {
+			out.RateLimit = p.Spec.RateLimit
+		}
+		if lim := p.Spec.Limits; lim != nil && lim.MaxRequestBodyBytes != nil {
+			out.Limits = &v1alpha1.ListenerLimits{MaxRequestBodyBytes: lim.MaxRequestBodyBytes}
+		}
 	}
 	return out
 }
@@ -166,6 +172,16 @@ func (l *listenerState) applyPolicy(whole, section *v1alpha1.ListenerPolicy) {
 	}
 	if p.HSTS != nil && l.spec.Protocol == gwv1.HTTPSProtocolType {
 		l.hsts = hstsValue(p.HSTS)
+	}
+	servesHTTP := l.spec.Protocol == gwv1.HTTPProtocolType || l.spec.Protocol == gwv1.HTTPSProtocolType
+	if lim := p.Limits; lim != nil && lim.MaxRequestBodyBytes != nil && servesHTTP {
+		l.maxRequestBody = *lim.MaxRequestBodyBytes
+	}
+	if rl := p.RateLimit; rl != nil && servesHTTP {
+		l.rateLimit = &ir.RateLimit{RequestsPerSecond: uint32(rl.RequestsPerSecond), Burst: uint32(rl.RequestsPerSecond)}
+		if rl.Burst != nil {
+			l.rateLimit.Burst = uint32(*rl.Burst)
+		}
 	}
 	if p.HTTPSRedirect != nil && l.spec.Protocol == gwv1.HTTPProtocolType {
 		r := &ir.Redirect{Scheme: "https", StatusCode: 301}
@@ -209,6 +225,8 @@ func (l *listenerState) applyPolicyRoutes(out *ir.Listener) {
 		}
 	}
 	out.HSTS = l.hsts
+	out.RateLimit = l.rateLimit
+	out.MaxRequestBodyBytes = l.maxRequestBody
 }
 
 // isACMEChallenge reports whether a route only answers ACME challenges: its path is
@@ -236,8 +254,19 @@ func hstsValue(h *v1alpha1.HSTSPolicy) string {
 func (p *listenerPolicyState) validate() {
 	spec := p.obj.Spec
 	invalid := string(gwv1.PolicyReasonInvalid)
-	if spec.TLS == nil && spec.HSTS == nil && spec.HTTPSRedirect == nil {
-		p.invalid.add(invalid, "the policy sets nothing: give tls, hsts or httpsRedirect")
+	if spec.TLS == nil && spec.HSTS == nil && spec.HTTPSRedirect == nil && spec.RateLimit == nil && spec.Limits == nil {
+		p.invalid.add(invalid, "the policy sets nothing: give tls, hsts, httpsRedirect, rateLimit or limits")
+	}
+	if lim := spec.Limits; lim != nil && lim.MaxRequestBodyBytes != nil && *lim.MaxRequestBodyBytes < 1 {
+		p.invalid.add(invalid, "limits.maxRequestBodyBytes must be at least 1")
+	}
+	if rl := spec.RateLimit; rl != nil {
+		if rl.RequestsPerSecond < 1 || rl.RequestsPerSecond > 1000000 {
+			p.invalid.add(invalid, "rateLimit.requestsPerSecond %d is outside 1-1000000", rl.RequestsPerSecond)
+		}
+		if rl.Burst != nil && (*rl.Burst < 1 || *rl.Burst > 1000000) {
+			p.invalid.add(invalid, "rateLimit.burst %d is outside 1-1000000", *rl.Burst)
+		}
 	}
 	if t := spec.TLS; t != nil {
 		if t.MinVersion != nil && *t.MinVersion != "1.2" && *t.MinVersion != "1.3" {

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/portico-gw/portico/internal/dataplane/router"
 	"github.com/portico-gw/portico/internal/dataplane/upstream"
@@ -38,6 +39,7 @@ type Handler struct {
 	tel      *telemetry.Set
 	gateway  string
 	stdProxy bool // every request goes through proxy (see UseReverseProxy)
+	limits   rateLimits
 
 	// Mirror requests belong to the handler: they run under mirrorCtx, which Close
 	// cancels before taking every mirrorsN slot (so it waits for them and no new one
@@ -79,8 +81,12 @@ func (h *Handler) Close() {
 // upgrades, instead of with forward: for comparison. Call it before h serves.
 func (h *Handler) UseReverseProxy() { h.stdProxy = true }
 
-// Store makes t the table for new requests.
-func (h *Handler) Store(t *Table) { h.table.Store(t) }
+// Store makes t the table for new requests. Rate limit state of listeners that stay,
+// with the same limit, is kept.
+func (h *Handler) Store(t *Table) {
+	h.table.Store(t)
+	h.limits.keep(t)
+}
 
 // Table returns the current table.
 func (h *Handler) Table() *Table { return h.table.Load() }
@@ -101,6 +107,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.serve(w, r, nil)
+}
+
+func maxRequestBody(l *router.Listener[*Action]) int64 {
+	if l.IR == nil {
+		return 0
+	}
+	return l.IR.MaxRequestBodyBytes
 }
 
 // serve routes and answers a request; o (nil with telemetry off) is told what happens.
@@ -131,6 +144,20 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *observation) 
 	}
 	if l.IR != nil && l.IR.HSTS != "" {
 		w = &hstsWriter{ResponseWriter: w, value: l.IR.HSTS}
+	}
+	if l.IR != nil && l.IR.RateLimit != nil && !h.limits.allow(l.Name, *l.IR.RateLimit, clientAddress(r), time.Now().UnixNano()) {
+		o.note(telemetry.FlagRateLimited, "rate_limited")
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "too many requests", http.StatusTooManyRequests)
+		return
+	}
+	if limit := maxRequestBody(l); limit > 0 && r.Body != nil && r.Body != http.NoBody {
+		if r.ContentLength > limit {
+			o.note(0, "request_body_too_large")
+			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 	}
 	if r.TLS != nil {
 		// The TLS handshake chose a listener (its certificate, TLS version and cipher
@@ -353,7 +380,11 @@ func (h *Handler) answerError(w http.ResponseWriter, r *http.Request, st *reqSta
 	}
 	code := http.StatusBadGateway
 	var bodyErr *clientBodyError
+	var tooLarge *http.MaxBytesError
 	switch {
+	case errors.As(err, &tooLarge):
+		code = http.StatusRequestEntityTooLarge
+		o.note(0, "request_body_too_large")
 	case errors.As(err, &bodyErr):
 		code = http.StatusBadRequest
 		o.note(telemetry.FlagDownstreamProtocol, "downstream_body_error")
