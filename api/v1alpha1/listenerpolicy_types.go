@@ -64,6 +64,25 @@ type ListenerPolicySpec struct {
 	// Limits bound what a client may send to an HTTP or HTTPS listener.
 	// +optional
 	Limits *ListenerLimits `json:"limits,omitempty"`
+
+	// Timeouts bound the request timeouts of the routes on HTTP and HTTPS listeners:
+	// the platform's default for routes that set none, and the longest a route may
+	// ask for.
+	// +optional
+	Timeouts *ListenerTimeouts `json:"timeouts,omitempty"`
+}
+
+// ListenerTimeouts are the platform's bounds on routes' timeouts.request (GEP-2257
+// durations, such as "30s" or "1m").
+type ListenerTimeouts struct {
+	// Request is the request timeout of routes that set none.
+	// +optional
+	Request *gwv1.Duration `json:"request,omitempty"`
+	// MaxRequest is the longest request timeout a route may set. A route that asks for
+	// more, or for none at all, gets MaxRequest; its backendRequest timeout is cut to
+	// match.
+	// +optional
+	MaxRequest *gwv1.Duration `json:"maxRequest,omitempty"`
 }
 
 // ListenerLimits bound requests.

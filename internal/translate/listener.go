@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,6 +42,9 @@ type listenerState struct {
 	redirectName   string // the redirect route's IR name
 	rateLimit      *ir.RateLimit
 	maxRequestBody int64
+	// timeoutDefault and timeoutMax bound the request timeouts of the listener's
+	// routes (ListenerPolicy timeouts; 0: no bound).
+	timeoutDefault, timeoutMax time.Duration
 
 	attached map[string]bool // route ids attached
 	claims   [2]hostClaims   // hostnames claimed by HTTPRoutes and GRPCRoutes

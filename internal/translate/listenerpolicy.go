@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -153,6 +154,17 @@ func mergeListenerPolicies(whole, section *v1alpha1.ListenerPolicy) v1alpha1.Lis
 		if lim := p.Spec.Limits; lim != nil && lim.MaxRequestBodyBytes != nil {
 			out.Limits = &v1alpha1.ListenerLimits{MaxRequestBodyBytes: lim.MaxRequestBodyBytes}
 		}
+		if to := p.Spec.Timeouts; to != nil {
+			if out.Timeouts == nil {
+				out.Timeouts = &v1alpha1.ListenerTimeouts{}
+			}
+			if to.Request != nil {
+				out.Timeouts.Request = to.Request
+			}
+			if to.MaxRequest != nil {
+				out.Timeouts.MaxRequest = to.MaxRequest
+			}
+		}
 	}
 	return out
 }
@@ -176,6 +188,19 @@ func (l *listenerState) applyPolicy(whole, section *v1alpha1.ListenerPolicy) {
 	servesHTTP := l.spec.Protocol == gwv1.HTTPProtocolType || l.spec.Protocol == gwv1.HTTPSProtocolType
 	if lim := p.Limits; lim != nil && lim.MaxRequestBodyBytes != nil && servesHTTP {
 		l.maxRequestBody = *lim.MaxRequestBodyBytes
+	}
+	if to := p.Timeouts; to != nil && servesHTTP {
+		// Validated with the policy: both parse.
+		if to.Request != nil {
+			l.timeoutDefault, _ = parseDuration(string(*to.Request))
+		}
+		if to.MaxRequest != nil {
+			l.timeoutMax, _ = parseDuration(string(*to.MaxRequest))
+		}
+		if l.timeoutMax > 0 && l.timeoutDefault > l.timeoutMax {
+			// A listener's own policy lowered the maximum below the Gateway's default.
+			l.timeoutDefault = l.timeoutMax
+		}
 	}
 	if rl := p.RateLimit; rl != nil && servesHTTP {
 		l.rateLimit = &ir.RateLimit{RequestsPerSecond: uint32(rl.RequestsPerSecond), Burst: uint32(rl.RequestsPerSecond)}
@@ -224,6 +249,15 @@ func (l *listenerState) applyPolicyRoutes(out *ir.Listener) {
 			vh.Routes = append(kept, redirect)
 		}
 	}
+	if l.timeoutDefault > 0 || l.timeoutMax > 0 {
+		for i := range out.VirtualHosts {
+			vh := &out.VirtualHosts[i]
+			vh.Routes = slices.Clone(vh.Routes)
+			for j := range vh.Routes {
+				vh.Routes[j].Timeouts = boundTimeouts(vh.Routes[j].Timeouts, l.timeoutDefault, l.timeoutMax)
+			}
+		}
+	}
 	out.HSTS = l.hsts
 	out.RateLimit = l.rateLimit
 	out.MaxRequestBodyBytes = l.maxRequestBody
@@ -237,6 +271,33 @@ func isACMEChallenge(rt ir.Route) bool {
 	return (p.Type == ir.PathExact || p.Type == ir.PathPrefix) &&
 		(p.Value == acmeChallengePrefix || strings.HasPrefix(p.Value, acmeChallengePrefix+"/")) &&
 		rt.Rewrite == nil && len(rt.Mirrors) == 0
+}
+
+// boundTimeouts applies a listener's timeout bounds to a route's timeouts: def for a
+// route without a request timeout, at most maxT for any (0: no such bound). The result
+// is a copy: routes are shared between listeners.
+func boundTimeouts(t *ir.Timeouts, def, maxT time.Duration) *ir.Timeouts {
+	var out ir.Timeouts
+	if t != nil {
+		out = *t
+	}
+	req, _ := time.ParseDuration(out.Request) // written by the translator: "" or valid
+	if req == 0 {
+		req = def
+	}
+	if maxT > 0 && (req == 0 || req > maxT) {
+		req = maxT
+	}
+	if req > 0 {
+		out.Request = req.String()
+		if backend, _ := time.ParseDuration(out.BackendRequest); backend > req {
+			out.BackendRequest = req.String()
+		}
+	}
+	if out == (ir.Timeouts{}) {
+		return nil
+	}
+	return &out
 }
 
 func hstsValue(h *v1alpha1.HSTSPolicy) string {
@@ -254,8 +315,28 @@ func hstsValue(h *v1alpha1.HSTSPolicy) string {
 func (p *listenerPolicyState) validate() {
 	spec := p.obj.Spec
 	invalid := string(gwv1.PolicyReasonInvalid)
-	if spec.TLS == nil && spec.HSTS == nil && spec.HTTPSRedirect == nil && spec.RateLimit == nil && spec.Limits == nil {
-		p.invalid.add(invalid, "the policy sets nothing: give tls, hsts, httpsRedirect, rateLimit or limits")
+	if spec.TLS == nil && spec.HSTS == nil && spec.HTTPSRedirect == nil && spec.RateLimit == nil && spec.Limits == nil && spec.Timeouts == nil {
+		p.invalid.add(invalid, "the policy sets nothing: give tls, hsts, httpsRedirect, rateLimit, limits or timeouts")
+	}
+	if to := spec.Timeouts; to != nil {
+		var def, maxT time.Duration
+		var err error
+		if to.Request != nil {
+			if def, err = parseDuration(string(*to.Request)); err != nil || def == 0 {
+				p.invalid.add(invalid, "timeouts.request %q is not a positive duration (such as 30s or 1m)", *to.Request)
+			}
+		}
+		if to.MaxRequest != nil {
+			if maxT, err = parseDuration(string(*to.MaxRequest)); err != nil || maxT == 0 {
+				p.invalid.add(invalid, "timeouts.maxRequest %q is not a positive duration (such as 30s or 1m)", *to.MaxRequest)
+			}
+		}
+		if def > 0 && maxT > 0 && def > maxT {
+			p.invalid.add(invalid, "timeouts.request %s is longer than timeouts.maxRequest %s", def, maxT)
+		}
+		if to.Request == nil && to.MaxRequest == nil {
+			p.invalid.add(invalid, "timeouts sets neither request nor maxRequest")
+		}
 	}
 	if lim := spec.Limits; lim != nil && lim.MaxRequestBodyBytes != nil && *lim.MaxRequestBodyBytes < 1 {
 		p.invalid.add(invalid, "limits.maxRequestBodyBytes must be at least 1")
