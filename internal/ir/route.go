@@ -163,7 +163,7 @@ type Backend struct {
 }
 
 // Timeouts bound a request. Durations are Go duration strings ("10s", "500ms"); empty
-// means no limit. Request covers the whole exchange with the client, BackendRequest a
+// or "0s" means no limit ("0s": the route asked for none). Request covers the whole exchange with the client, BackendRequest a
 // single attempt against a backend.
 type Timeouts struct {
 	Request        string `json:"request,omitempty"`

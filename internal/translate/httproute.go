@@ -339,17 +339,13 @@ func applyTimeouts(rt *ir.Route, to *gwv1.HTTPRouteTimeouts) error {
 		if req, err = parseDuration(string(*to.Request)); err != nil {
 			return fmt.Errorf("timeouts.request: %w", err)
 		}
-		if req > 0 {
-			out.Request = req.String()
-		}
+		out.Request = req.String() // "0s" (no timeout) is kept: a policy's default must not replace it
 	}
 	if to.BackendRequest != nil {
 		if backend, err = parseDuration(string(*to.BackendRequest)); err != nil {
 			return fmt.Errorf("timeouts.backendRequest: %w", err)
 		}
-		if backend > 0 {
-			out.BackendRequest = backend.String()
-		}
+		out.BackendRequest = backend.String()
 	}
 	if req > 0 && backend > req {
 		return fmt.Errorf("timeouts.backendRequest %s is longer than timeouts.request %s", backend, req)

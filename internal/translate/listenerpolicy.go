@@ -254,6 +254,11 @@ func (l *listenerState) applyPolicyRoutes(out *ir.Listener) {
 			vh := &out.VirtualHosts[i]
 			vh.Routes = slices.Clone(vh.Routes)
 			for j := range vh.Routes {
+				if vh.Routes[j].GRPC {
+					// GRPCRoutes have no timeouts of their own, and a bound on the whole
+					// exchange would cut every long-lived stream.
+					continue
+				}
 				vh.Routes[j].Timeouts = boundTimeouts(vh.Routes[j].Timeouts, l.timeoutDefault, l.timeoutMax)
 			}
 		}
@@ -274,15 +279,16 @@ func isACMEChallenge(rt ir.Route) bool {
 }
 
 // boundTimeouts applies a listener's timeout bounds to a route's timeouts: def for a
-// route without a request timeout, at most maxT for any (0: no such bound). The result
-// is a copy: routes are shared between listeners.
+// route that sets no request timeout, at most maxT for any, including one that asked
+// for none ("0s"); 0 is no such bound. The result is a copy: routes are shared between
+// listeners.
 func boundTimeouts(t *ir.Timeouts, def, maxT time.Duration) *ir.Timeouts {
 	var out ir.Timeouts
 	if t != nil {
 		out = *t
 	}
 	req, _ := time.ParseDuration(out.Request) // written by the translator: "" or valid
-	if req == 0 {
+	if out.Request == "" {
 		req = def
 	}
 	if maxT > 0 && (req == 0 || req > maxT) {

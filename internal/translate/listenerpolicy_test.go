@@ -18,6 +18,8 @@ func TestBoundTimeouts(t *testing.T) {
 		{"no route timeout, default", nil, 15 * s, 60 * s, "15s|"},
 		{"no route timeout, only a maximum", nil, 0, 60 * s, "1m0s|"},
 		{"no bounds", nil, 0, 0, "nil"},
+		{"asked for none, only a default", &ir.Timeouts{Request: "0s"}, 15 * s, 0, "0s|"},
+		{"asked for none, a maximum", &ir.Timeouts{Request: "0s", BackendRequest: "0s"}, 15 * s, 60 * s, "1m0s|0s"},
 		{"shorter than the maximum", &ir.Timeouts{Request: "5s"}, 15 * s, 60 * s, "5s|"},
 		{"longer than the maximum", &ir.Timeouts{Request: "2m0s", BackendRequest: "1m30s"}, 15 * s, 60 * s, "1m0s|1m0s"},
 		{"backend timeout alone, under the default", &ir.Timeouts{BackendRequest: "10s"}, 15 * s, 0, "15s|10s"},

@@ -16,7 +16,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/portico-gw/portico/internal/dataplane/router"
 	"github.com/portico-gw/portico/internal/dataplane/upstream"
@@ -145,19 +144,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *observation) 
 	if l.IR != nil && l.IR.HSTS != "" {
 		w = &hstsWriter{ResponseWriter: w, value: l.IR.HSTS}
 	}
-	if l.IR != nil && l.IR.RateLimit != nil && !h.limits.allow(l.Name, *l.IR.RateLimit, clientAddress(r), time.Now().UnixNano()) {
+	if l.IR != nil && l.IR.RateLimit != nil && !h.limits.allow(l.Name, *l.IR.RateLimit, clientAddress(r)) {
 		o.note(telemetry.FlagRateLimited, "rate_limited")
 		w.Header().Set("Retry-After", "1")
-		http.Error(w, "too many requests", http.StatusTooManyRequests)
+		refuse(w, r, http.StatusTooManyRequests, "too many requests")
 		return
-	}
-	if limit := maxRequestBody(l); limit > 0 && r.Body != nil && r.Body != http.NoBody {
-		if r.ContentLength > limit {
-			o.note(0, "request_body_too_large")
-			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, limit)
 	}
 	if r.TLS != nil {
 		// The TLS handshake chose a listener (its certificate, TLS version and cipher
@@ -213,6 +204,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *observation) 
 		o.note(0, "direct_response")
 		writeDirect(w, a)
 		return
+	}
+	if limit := maxRequestBody(l); limit > 0 && r.Body != nil && r.Body != http.NoBody {
+		if r.ContentLength > limit {
+			o.note(0, "request_body_too_large")
+			refuse(w, r, http.StatusRequestEntityTooLarge, "request body too large")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 	}
 	b := a.pickBackend()
 	switch {
@@ -323,6 +322,20 @@ func notFound(w http.ResponseWriter, r *http.Request) {
 	http.Error(w, "no route", http.StatusNotFound)
 }
 
+// refuse answers a request the listener's limits turn away (429, 413): in gRPC form
+// (RESOURCE_EXHAUSTED, which clients do not retry at once) for gRPC requests.
+func refuse(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		h := w.Header()
+		h.Set("Content-Type", "application/grpc")
+		h.Set("Grpc-Status", "8") // RESOURCE_EXHAUSTED
+		h.Set("Grpc-Message", msg)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	http.Error(w, msg, code)
+}
+
 func isPreflight(r *http.Request) bool {
 	return r.Method == http.MethodOptions && r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != ""
 }
@@ -417,8 +430,11 @@ func fail(w http.ResponseWriter, a *Action, code int, msg string) {
 		return
 	}
 	status := "14" // UNAVAILABLE
-	if code == http.StatusGatewayTimeout {
+	switch code {
+	case http.StatusGatewayTimeout:
 		status = "4" // DEADLINE_EXCEEDED
+	case http.StatusRequestEntityTooLarge:
+		status = "8" // RESOURCE_EXHAUSTED: resending the same message would not help
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/grpc")

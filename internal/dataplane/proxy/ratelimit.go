@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -10,15 +11,29 @@ import (
 	"github.com/portico-gw/portico/internal/ir"
 )
 
-// maxClientBuckets bounds the client addresses a listener's rate limit tracks. Past
-// it, idle clients are swept; if that frees nothing, new clients share one bucket, so
-// a flood from many addresses is still held to the limit as a whole.
+// maxClientBuckets bounds the client addresses the rate limits of a port's listeners
+// track together (about 150 bytes each). Past it, clients whose buckets are full again
+// are swept; if that frees nothing, a listener's new clients share one bucket with 64
+// times a client's limit, so a flood from many addresses is held to that as a whole.
 const maxClientBuckets = 1 << 16
+
+// overflowFactor is how many clients' worth of limit the shared bucket has.
+const overflowFactor = 64
 
 // rateLimits holds the per-client rate limit state of a port's listeners. It outlives
 // table swaps: a config change (a route edit, say) must not refill every bucket.
 type rateLimits struct {
-	m sync.Map // limitKey -> *clientBuckets
+	m     sync.Map     // limitKey -> *clientBuckets
+	n     atomic.Int64 // clients tracked, over every listener
+	once  sync.Once
+	epoch time.Time // times are nanoseconds since, from the monotonic clock
+}
+
+// now is the monotonic time in nanoseconds since the first use, plus one (so it is
+// never zero): a wall clock stepped back must not hold every client back.
+func (rl *rateLimits) now() int64 {
+	rl.once.Do(func() { rl.epoch = time.Now() })
+	return int64(time.Since(rl.epoch)) + 1
 }
 
 // limitKey is one listener's limit; a listener whose settings change starts afresh.
@@ -32,7 +47,7 @@ type clientBuckets struct {
 	interval  int64 // nanoseconds between requests at the sustained rate
 	tolerance int64 // how far ahead of now a client's schedule may run (the burst)
 	clients   sync.Map
-	n         atomic.Int64
+	n         *atomic.Int64 // shared by the port's listeners
 	sweeping  sync.Mutex
 	lastSweep atomic.Int64 // Unix nanoseconds; sweeps are at most one a second
 	overflow  bucket
@@ -55,18 +70,22 @@ func (b *bucket) allow(now, interval, tolerance int64) bool {
 	}
 }
 
-func newClientBuckets(l ir.RateLimit) *clientBuckets {
+func newClientBuckets(l ir.RateLimit, n *atomic.Int64) *clientBuckets {
 	interval := int64(time.Second) / int64(max(l.RequestsPerSecond, 1))
 	burst := int64(max(l.Burst, 1))
-	return &clientBuckets{interval: interval, tolerance: interval * (burst - 1)}
+	return &clientBuckets{interval: interval, tolerance: interval * (burst - 1), n: n}
 }
 
-// allow reports whether listener's limit lets the request from client through.
-func (rl *rateLimits) allow(listener string, l ir.RateLimit, client string, now int64) bool {
+// allow reports whether listener's limit lets the request from client through now.
+func (rl *rateLimits) allow(listener string, l ir.RateLimit, client string) bool {
+	return rl.allowAt(listener, l, client, rl.now())
+}
+
+func (rl *rateLimits) allowAt(listener string, l ir.RateLimit, client string, now int64) bool {
 	key := limitKey{listener, l}
 	v, ok := rl.m.Load(key)
 	if !ok {
-		v, _ = rl.m.LoadOrStore(key, newClientBuckets(l))
+		v, _ = rl.m.LoadOrStore(key, newClientBuckets(l, &rl.n))
 	}
 	return v.(*clientBuckets).allow(client, now)
 }
@@ -76,7 +95,7 @@ func (cb *clientBuckets) allow(client string, now int64) bool {
 		return v.(*bucket).allow(now, cb.interval, cb.tolerance)
 	}
 	if cb.n.Load() >= maxClientBuckets && !cb.sweep(now) {
-		return cb.overflow.allow(now, cb.interval, cb.tolerance)
+		return cb.overflow.allow(now, cb.interval/overflowFactor, cb.tolerance*overflowFactor)
 	}
 	v, loaded := cb.clients.LoadOrStore(client, &bucket{})
 	if !loaded {
@@ -101,8 +120,9 @@ func (cb *clientBuckets) sweep(now int64) bool {
 	cb.lastSweep.Store(now)
 	cb.clients.Range(func(k, v any) bool {
 		if v.(*bucket).tat.Load() <= now {
-			cb.clients.Delete(k)
-			cb.n.Add(-1)
+			if _, deleted := cb.clients.LoadAndDelete(k); deleted {
+				cb.n.Add(-1)
+			}
 		}
 		return true
 	})
@@ -119,19 +139,45 @@ func (rl *rateLimits) keep(t *Table) {
 			}
 		}
 	}
-	rl.m.Range(func(k, _ any) bool {
+	rl.m.Range(func(k, v any) bool {
 		if !live[k.(limitKey)] {
-			rl.m.Delete(k)
+			if _, deleted := rl.m.LoadAndDelete(k); deleted {
+				v.(*clientBuckets).forget()
+			}
 		}
 		return true
 	})
 }
 
-// clientAddress is the host part of r.RemoteAddr, without allocating.
+// forget drops every client of a listener that is gone, giving back their count.
+func (cb *clientBuckets) forget() {
+	cb.clients.Range(func(k, _ any) bool {
+		if _, deleted := cb.clients.LoadAndDelete(k); deleted {
+			cb.n.Add(-1)
+		}
+		return true
+	})
+}
+
+// clientAddress is who a rate limit counts: the IPv4 address of r's peer, without
+// allocating, or the /64 of an IPv6 one (a single host may own a whole /64, and must
+// not get a bucket per address in it).
 func clientAddress(r *http.Request) string {
 	a := r.RemoteAddr
 	if i := strings.LastIndexByte(a, ':'); i >= 0 {
 		a = a[:i]
 	}
-	return strings.TrimSuffix(strings.TrimPrefix(a, "["), "]")
+	a = strings.TrimSuffix(strings.TrimPrefix(a, "["), "]")
+	if strings.IndexByte(a, ':') < 0 {
+		return a
+	}
+	ip, err := netip.ParseAddr(a)
+	if err != nil || ip.Is4In6() {
+		return a
+	}
+	p, err := ip.WithZone("").Prefix(64)
+	if err != nil {
+		return a
+	}
+	return p.String()
 }

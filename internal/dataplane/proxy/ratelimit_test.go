@@ -17,7 +17,7 @@ func TestBucketRateAndBurst(t *testing.T) {
 	var rl rateLimits
 	limit := ir.RateLimit{RequestsPerSecond: 10, Burst: 3}
 	now := time.Unix(1000, 0).UnixNano()
-	allowed := func(client string, at int64) bool { return rl.allow("l", limit, client, at) }
+	allowed := func(client string, at int64) bool { return rl.allowAt("l", limit, client, at) }
 	for i := range 3 {
 		if !allowed("a", now) {
 			t.Fatalf("request %d of the burst refused", i+1)
@@ -42,7 +42,7 @@ func TestBucketRateAndBurst(t *testing.T) {
 		}
 	}
 	// Another listener, or the same one with another limit, has buckets of its own.
-	if !rl.allow("other", limit, "a", later) || !rl.allow("l", ir.RateLimit{RequestsPerSecond: 10, Burst: 4}, "a", later) {
+	if !rl.allowAt("other", limit, "a", later) || !rl.allowAt("l", ir.RateLimit{RequestsPerSecond: 10, Burst: 4}, "a", later) {
 		t.Fatal("limits of other listeners or settings shared a bucket")
 	}
 }
@@ -58,7 +58,7 @@ func TestBucketConcurrent(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 100 {
-				if rl.allow("l", limit, "c", now) {
+				if rl.allowAt("l", limit, "c", now) {
 					ok.Add(1)
 				}
 			}
@@ -73,7 +73,7 @@ func TestBucketConcurrent(t *testing.T) {
 // TestBucketsBounded: past maxClientBuckets, clients whose buckets are full again are
 // forgotten; when none is, new clients share one bucket instead of growing the map.
 func TestBucketsBounded(t *testing.T) {
-	cb := newClientBuckets(ir.RateLimit{RequestsPerSecond: 1, Burst: 1})
+	cb := newClientBuckets(ir.RateLimit{RequestsPerSecond: 1, Burst: 1}, new(atomic.Int64))
 	now := time.Now().UnixNano()
 	for i := range maxClientBuckets {
 		if !cb.allow("10.0."+strconv.Itoa(i), now) {
@@ -89,9 +89,13 @@ func TestBucketsBounded(t *testing.T) {
 	if n := cb.n.Load(); n != maxClientBuckets {
 		t.Fatalf("%d buckets, want the bound %d", n, maxClientBuckets)
 	}
+	// The shared bucket has 64 clients' worth of rate: 1/64 s later it lets one more in.
+	if !cb.allow("new-4", now+int64(time.Second/overflowFactor)) {
+		t.Fatal("the shared bucket did not refill at 64 times a client's rate")
+	}
 	// The sweep that found nothing to forget is not repeated within the second.
-	if cb.allow("new-4", now+int64(500*time.Millisecond)) || cb.n.Load() != maxClientBuckets {
-		t.Fatal("a new client got its own bucket half a second after a fruitless sweep")
+	if cb.n.Load() != maxClientBuckets {
+		t.Fatal("a new client got its own bucket less than a second after a fruitless sweep")
 	}
 	// A second later every bucket is full again: sweeping makes room.
 	if !cb.allow("new-3", now+int64(2*time.Second)) {
@@ -103,9 +107,32 @@ func TestBucketsBounded(t *testing.T) {
 }
 
 func TestClientAddress(t *testing.T) {
-	for in, want := range map[string]string{"127.0.0.1:5000": "127.0.0.1", "[::1]:80": "::1", "pipe": "pipe"} {
+	for in, want := range map[string]string{
+		"127.0.0.1:5000": "127.0.0.1", "[::1]:80": "::/64", "pipe": "pipe",
+		"[2001:db8:1:2:aaaa::1]:443": "2001:db8:1:2::/64", "[2001:db8:1:2:bbbb::7%eth0]:443": "2001:db8:1:2::/64",
+		"[::ffff:10.0.0.1]:80": "::ffff:10.0.0.1",
+	} {
 		if got := clientAddress(&http.Request{RemoteAddr: in}); got != want {
 			t.Errorf("clientAddress(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestPortLimitsShareTheBound: the listeners of one port count their clients together,
+// and a listener that goes gives its clients back.
+func TestPortLimitsShareTheBound(t *testing.T) {
+	var rl rateLimits
+	limit := ir.RateLimit{RequestsPerSecond: 1, Burst: 1}
+	now := rl.now()
+	for i := range 10 {
+		rl.allowAt("a", limit, "10.0.0."+strconv.Itoa(i), now)
+		rl.allowAt("b", limit, "10.0.1."+strconv.Itoa(i), now)
+	}
+	if n := rl.n.Load(); n != 20 {
+		t.Fatalf("%d clients counted, want 20", n)
+	}
+	rl.keep(nil) // no table: every listener gone
+	if n := rl.n.Load(); n != 0 {
+		t.Fatalf("%d clients counted after their listeners went, want 0", n)
 	}
 }
