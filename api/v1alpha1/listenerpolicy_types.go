@@ -92,6 +92,13 @@ type ListenerLimits struct {
 	// +kubebuilder:validation:Minimum=1
 	// +optional
 	MaxRequestBodyBytes *int64 `json:"maxRequestBodyBytes,omitempty"`
+	// MaxConnections bounds the open client connections of the listener's port, on each
+	// of the Gateway's addresses and per Portico instance; connections over it are
+	// closed at once. Listeners of one port share it (the smallest applies).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	// +optional
+	MaxConnections *int32 `json:"maxConnections,omitempty"`
 }
 
 // RateLimitPolicy is a token bucket per client address and listener.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/portico-gw/portico/internal/telemetry"
@@ -21,17 +22,55 @@ func (l countingListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	l.open.Add(1)
-	return &countedConn{Conn: c, open: l.open}, nil
+	return &countedConn{Conn: c, onClose: func() { l.open.Add(-1) }}, nil
 }
 
+// connLimit bounds a socket's open connections (ListenerPolicy limits.maxConnections);
+// max can change while the socket serves (0: no bound).
+type connLimit struct {
+	max  atomic.Int64
+	open atomic.Int64
+}
+
+func (l *connLimit) acquire() bool {
+	if n := l.open.Add(1); l.max.Load() > 0 && n > l.max.Load() {
+		l.open.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (l *connLimit) release() { l.open.Add(-1) }
+
+// limitListener closes connections over its limit as soon as they are accepted,
+// rather than leaving them queued where clients only see a timeout.
+type limitListener struct {
+	net.Listener
+	limit *connLimit
+}
+
+func (l limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.limit.acquire() {
+			return &countedConn{Conn: c, onClose: l.limit.release}, nil
+		}
+		c.Close()
+	}
+}
+
+// countedConn runs onClose once when it is closed.
 type countedConn struct {
 	net.Conn
-	open *telemetry.ConnCounter
-	once sync.Once
+	onClose func()
+	once    sync.Once
 }
 
 func (c *countedConn) Close() error {
-	c.once.Do(func() { c.open.Add(-1) })
+	c.once.Do(c.onClose)
 	return c.Conn.Close()
 }
 

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bufio"
 	"crypto/tls"
 	"io"
 	"net"
@@ -253,6 +254,70 @@ func TestListenerBodyLimit(t *testing.T) {
 	for _, seen := range app.requests() {
 		if len(seen.Body) > 10 {
 			t.Errorf("the backend got a body of %d bytes", len(seen.Body))
+		}
+	}
+}
+
+// TestPortConnectionLimit: a port's connection bound closes connections over it at
+// once, lets a new one in when one closes, and follows a config change.
+func TestPortConnectionLimit(t *testing.T) {
+	app := lfEcho(t, "app", nil)
+	s := New(Options{})
+	shutdownOnCleanup(t, s)
+	port := freePort(t)
+	config := func(maxConns uint32) *ir.Config {
+		cfg := lfHTTPConfig(port, lfClusters(app), lfHTTPListener("default/gw/http", "", "*", lfPrefix("r", "/", "app")))
+		cfg.Gateways[0].Ports[0].MaxConnections = maxConns
+		return cfg
+	}
+	if err := s.Apply(config(2)); err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(int(port))
+	// served reports whether a request on a new connection is answered; the
+	// connection stays open when it is.
+	served := func() (net.Conn, bool) {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			return c, false
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return c, false
+		}
+		resp.Body.Close()
+		return c, resp.StatusCode == 200
+	}
+	first, ok1 := served()
+	_, ok2 := served()
+	if !ok1 || !ok2 {
+		t.Fatal("the first two connections were not served")
+	}
+	if _, ok := served(); ok {
+		t.Fatal("a third connection was served with a bound of 2")
+	}
+	first.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, ok := served(); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no new connection was served after one of the two closed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := s.Apply(config(0)); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, ok := served(); !ok {
+			t.Fatal("a connection was refused after the bound was lifted")
 		}
 	}
 }

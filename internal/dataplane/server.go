@@ -146,6 +146,7 @@ type socket struct {
 
 	tlsConns l4.ConnSet             // TLS ports: the HTTP server's open connections
 	conns    *telemetry.ConnCounter // nil with metrics off
+	limit    *connLimit             // HTTP and TLS ports: the open connections' bound
 	served   chan struct{}
 }
 
@@ -163,6 +164,7 @@ type compiledPort struct {
 	table     *proxy.Table
 	certs     *certTable
 	route     *l4.Route                 // TCP and UDP ports
+	maxConns  int64                     // HTTP and TLS ports: 0 for no bound
 	metrics   []*telemetry.RouteMetrics // of every route, to retain their series
 	listeners []string                  // IR names, and "gateway/" for requests no listener takes
 }
@@ -228,6 +230,9 @@ func (s *Server) Apply(cfg *ir.Config) error {
 		}
 		if sock.handler != nil {
 			sock.handler.Store(cp.table)
+		}
+		if sock.limit != nil {
+			sock.limit.max.Store(cp.maxConns)
 		}
 		if sock.route != nil {
 			sock.route.Store(cp.route)
@@ -319,7 +324,7 @@ func (s *Server) compile(cfg *ir.Config, clusters upstream.Set) (map[socketKey]*
 			if err != nil {
 				return nil, fmt.Errorf("gateway %s port %d: %w", g.Name, p.Number, err)
 			}
-			cp := &compiledPort{gateway: g.Name, table: table, metrics: routeMetrics, listeners: []string{g.Name + "/"}}
+			cp := &compiledPort{gateway: g.Name, table: table, metrics: routeMetrics, listeners: []string{g.Name + "/"}, maxConns: int64(p.MaxConnections)}
 			for li := range p.Listeners {
 				cp.listeners = append(cp.listeners, p.Listeners[li].Name)
 			}
@@ -348,12 +353,14 @@ func (s *Server) bind(key socketKey, gateway string) (*socket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway %s: bind %s: %w", gateway, key, err)
 	}
+	limit := &connLimit{}
+	ln = limitListener{Listener: ln, limit: limit}
 	var counter *telemetry.ConnCounter
 	if m := s.metrics(); m != nil {
 		counter = m.Connections(gateway, key.String())
 		ln = countingListener{Listener: ln, open: counter}
 	}
-	sock := &socket{key: key, gateway: gateway, ln: ln, conns: counter, served: make(chan struct{})}
+	sock := &socket{key: key, gateway: gateway, ln: ln, conns: counter, limit: limit, served: make(chan struct{})}
 	sock.handler = proxy.NewHandler(gateway, key.port, key.tls, s.conns, s.opts.Telemetry, s.log.With("gateway", gateway, "address", key.String()))
 	if s.opts.ReverseProxy {
 		sock.handler.UseReverseProxy()

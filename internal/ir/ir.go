@@ -61,6 +61,9 @@ type Port struct {
 	// listener on the port is HTTPS or TLS, selected by SNI), TCP or UDP.
 	Protocol  Protocol   `json:"protocol"`
 	Listeners []Listener `json:"listeners"`
+	// MaxConnections, when above zero, bounds the open client connections of each of
+	// the port's sockets (HTTP and TLS ports): connections over it are closed at once.
+	MaxConnections uint32 `json:"maxConnections,omitempty"`
 }
 
 // Listener is one Gateway API listener that is programmed.

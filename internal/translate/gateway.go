@@ -503,6 +503,9 @@ func (g *gatewayState) buildIR() (ir.Gateway, bool) {
 			ports[k] = p
 			order = append(order, k)
 		}
+		if mc := l.maxConnections; mc > 0 && (p.MaxConnections == 0 || mc < p.MaxConnections) {
+			p.MaxConnections = mc // listeners of a port share its sockets: the smallest bound
+		}
 		il := l.buildIR()
 		if unavailable {
 			il = ir.Listener{Name: il.Name, Hostname: il.Hostname, Protocol: il.Protocol, TLS: il.TLS,

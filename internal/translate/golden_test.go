@@ -198,6 +198,7 @@ func expectations(input []byte) []string {
 //	expect-unavailable: LISTENER                     (in the IR only to reserve its hostname)
 //	expect-tls: LISTENER = MINVERSION|CIPHER,...     (the listener's TLS bounds; empty parts: defaults)
 //	expect-hsts: LISTENER = VALUE                    (its Strict-Transport-Security; a space is _)
+//	expect-maxconns: GATEWAY:PORT = N                (the port's connection bound, 0: none)
 //	expect-ratelimit: LISTENER = RPS|BURST|body<=N   (its rate limit per client, or none; body limit, 0: none)
 //	expect: ListenerPolicy NS/NAME Type=Status Reason (every ancestor)
 //	expect-route: ROUTE field=value                  (fields: see checkRoute; a space is written _)
@@ -316,6 +317,22 @@ func checkExpectation(e string, cfg *ir.Config, st *Status) error {
 			return fmt.Errorf("listener %s HSTS is %s", fields[0], got)
 		}
 		return nil
+	case "expect-maxconns":
+		if len(fields) != 3 || fields[1] != "=" {
+			return fmt.Errorf("want 'GATEWAY:PORT = N'")
+		}
+		gw, port, _ := strings.Cut(fields[0], ":")
+		for _, g := range cfg.Gateways {
+			for _, p := range g.Ports {
+				if g.Name == gw && strconv.Itoa(int(p.Number)) == port {
+					if got := strconv.Itoa(int(p.MaxConnections)); got != fields[2] {
+						return fmt.Errorf("port %s allows %s connections", fields[0], got)
+					}
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("port %s not in IR", fields[0])
 	case "expect-ratelimit":
 		if len(fields) != 3 || fields[1] != "=" {
 			return fmt.Errorf("want 'LISTENER = RPS|BURST|body<=N' (or none|body<=N)")

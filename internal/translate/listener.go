@@ -42,6 +42,7 @@ type listenerState struct {
 	redirectName   string // the redirect route's IR name
 	rateLimit      *ir.RateLimit
 	maxRequestBody int64
+	maxConnections uint32 // of the listener's port (ListenerPolicy limits)
 	// timeoutDefault and timeoutMax bound the request timeouts of the listener's
 	// routes (ListenerPolicy timeouts; 0: no bound).
 	timeoutDefault, timeoutMax time.Duration

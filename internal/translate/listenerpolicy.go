@@ -151,8 +151,16 @@ func mergeListenerPolicies(whole, section *v1alpha1.ListenerPolicy) v1alpha1.Lis
 		if p.Spec.RateLimit != nil {
 			out.RateLimit = p.Spec.RateLimit
 		}
-		if lim := p.Spec.Limits; lim != nil && lim.MaxRequestBodyBytes != nil {
-			out.Limits = &v1alpha1.ListenerLimits{MaxRequestBodyBytes: lim.MaxRequestBodyBytes}
+		if lim := p.Spec.Limits; lim != nil {
+			if out.Limits == nil {
+				out.Limits = &v1alpha1.ListenerLimits{}
+			}
+			if lim.MaxRequestBodyBytes != nil {
+				out.Limits.MaxRequestBodyBytes = lim.MaxRequestBodyBytes
+			}
+			if lim.MaxConnections != nil {
+				out.Limits.MaxConnections = lim.MaxConnections
+			}
 		}
 		if to := p.Spec.Timeouts; to != nil {
 			if out.Timeouts == nil {
@@ -188,6 +196,9 @@ func (l *listenerState) applyPolicy(whole, section *v1alpha1.ListenerPolicy) {
 	servesHTTP := l.spec.Protocol == gwv1.HTTPProtocolType || l.spec.Protocol == gwv1.HTTPSProtocolType
 	if lim := p.Limits; lim != nil && lim.MaxRequestBodyBytes != nil && servesHTTP {
 		l.maxRequestBody = *lim.MaxRequestBodyBytes
+	}
+	if lim := p.Limits; lim != nil && lim.MaxConnections != nil && l.kind != ir.ProtocolTCP && l.kind != ir.ProtocolUDP {
+		l.maxConnections = uint32(*lim.MaxConnections)
 	}
 	if to := p.Timeouts; to != nil && servesHTTP {
 		// Validated with the policy: both parse.
@@ -347,6 +358,12 @@ func (p *listenerPolicyState) validate() {
 	if lim := spec.Limits; lim != nil && lim.MaxRequestBodyBytes != nil && *lim.MaxRequestBodyBytes < 1 {
 		p.invalid.add(invalid, "limits.maxRequestBodyBytes must be at least 1")
 	}
+	if lim := spec.Limits; lim != nil && lim.MaxConnections != nil && (*lim.MaxConnections < 1 || *lim.MaxConnections > 1000000) {
+		p.invalid.add(invalid, "limits.maxConnections %d is outside 1-1000000", *lim.MaxConnections)
+	}
+	if lim := spec.Limits; lim != nil && lim.MaxRequestBodyBytes == nil && lim.MaxConnections == nil {
+		p.invalid.add(invalid, "limits sets neither maxRequestBodyBytes nor maxConnections")
+	}
 	if rl := spec.RateLimit; rl != nil {
 		if rl.RequestsPerSecond < 1 || rl.RequestsPerSecond > 1000000 {
 			p.invalid.add(invalid, "rateLimit.requestsPerSecond %d is outside 1-1000000", rl.RequestsPerSecond)
@@ -416,15 +433,7 @@ func (t *translator) listenerPolicyStatuses() []PolicyStatus {
 	for _, p := range t.listenerPolicies {
 		gen := p.obj.Generation
 		st := PolicyStatus{Kind: v1alpha1.ListenerPolicyKind, Namespace: p.obj.Namespace, Name: p.obj.Name}
-		keys := make([]resource.Key, 0, len(p.ancestors))
-		for k := range p.ancestors {
-			keys = append(keys, k)
-		}
-		slices.SortFunc(keys, resource.Key.Compare)
-		if len(keys) > maxAncestors {
-			keys = keys[:maxAncestors]
-		}
-		for _, k := range keys {
+		for _, k := range ancestorKeys(p.ancestors) {
 			var cond metav1.Condition
 			switch out := p.ancestors[k]; {
 			case !p.invalid.ok():

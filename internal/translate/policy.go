@@ -172,6 +172,20 @@ func (p *tlsPolicyState) load(snap *resource.Snapshot) {
 // maxAncestors is the API's limit on status.ancestors entries.
 const maxAncestors = 16
 
+// ancestorKeys are the Gateways a policy reports on, sorted, and at most maxAncestors
+// of them (the API caps status.ancestors; the policy still applies on every Gateway).
+func ancestorKeys[V any](ancestors map[resource.Key]V) []resource.Key {
+	keys := make([]resource.Key, 0, len(ancestors))
+	for k := range ancestors {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, resource.Key.Compare)
+	if len(keys) > maxAncestors {
+		keys = keys[:maxAncestors]
+	}
+	return keys
+}
+
 // policyStatuses renders the status of every BackendTLSPolicy that affects a Gateway
 // this controller serves.
 func (idx *backendTLSPolicies) policyStatuses(snap *resource.Snapshot, controller string) []PolicyStatus {
@@ -206,16 +220,7 @@ func (idx *backendTLSPolicies) policyStatuses(snap *resource.Snapshot, controlle
 			conds = append(conds, condition(string(gwv1.BackendTLSPolicyConditionResolvedRefs), false, p.resolved.reason, gen, p.resolved.message()))
 		}
 		st := PolicyStatus{Kind: "BackendTLSPolicy", Namespace: p.obj.Namespace, Name: p.obj.Name}
-		keys := make([]resource.Key, 0, len(p.ancestors))
-		for k := range p.ancestors {
-			keys = append(keys, k)
-		}
-		slices.SortFunc(keys, resource.Key.Compare)
-		if len(keys) > maxAncestors {
-			// The API caps status.ancestors; the policy still applies on every Gateway.
-			keys = keys[:maxAncestors]
-		}
-		for _, k := range keys {
+		for _, k := range ancestorKeys(p.ancestors) {
 			ns := gwv1.Namespace(k.Namespace)
 			group := gwv1.Group(gatewayGroup)
 			kind := gwv1.Kind("Gateway")

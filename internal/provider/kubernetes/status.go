@@ -111,15 +111,7 @@ func (w *statusWriter) write(ctx context.Context, p *published) {
 			obj := o.(*gwv1.Gateway)
 			want := *g.Status.DeepCopy()
 			want.Conditions = stamp(want.Conditions, obj.Status.Conditions, now)
-			for i := range want.Listeners {
-				var prev []metav1.Condition
-				for _, l := range obj.Status.Listeners {
-					if l.Name == want.Listeners[i].Name {
-						prev = l.Conditions
-					}
-				}
-				want.Listeners[i].Conditions = stamp(want.Listeners[i].Conditions, prev, now)
-			}
+			stampListeners(want.Listeners, obj.Status.Listeners, now)
 			if equality.Semantic.DeepEqual(obj.Status, want) {
 				return false
 			}
@@ -135,15 +127,7 @@ func (w *statusWriter) write(ctx context.Context, p *published) {
 			obj := o.(*gwv1.ListenerSet)
 			want := *ls.Status.DeepCopy()
 			want.Conditions = stamp(want.Conditions, obj.Status.Conditions, now)
-			for i := range want.Listeners {
-				var prev []metav1.Condition
-				for _, l := range obj.Status.Listeners {
-					if l.Name == want.Listeners[i].Name {
-						prev = l.Conditions
-					}
-				}
-				want.Listeners[i].Conditions = stamp(want.Listeners[i].Conditions, prev, now)
-			}
+			stampListeners(want.Listeners, obj.Status.Listeners, now)
 			if equality.Semantic.DeepEqual(obj.Status, want) {
 				return false
 			}
@@ -225,6 +209,22 @@ func writePolicies[T client.Object](ctx context.Context, w *statusWriter, comput
 			*have = want
 			return true
 		})
+	}
+}
+
+// stampListeners stamps the conditions of each listener in want (a Gateway's or a
+// ListenerSet's) against those of the listener of the same name in have.
+func stampListeners[L gwv1.ListenerStatus | gwv1.ListenerEntryStatus](want, have []L, now metav1.Time) {
+	for i := range want {
+		w := gwv1.ListenerStatus(want[i])
+		var prev []metav1.Condition
+		for _, h := range have {
+			if hl := gwv1.ListenerStatus(h); hl.Name == w.Name {
+				prev = hl.Conditions
+			}
+		}
+		w.Conditions = stamp(w.Conditions, prev, now)
+		want[i] = L(w)
 	}
 }
 
