@@ -33,7 +33,7 @@ type connLimit struct {
 }
 
 func (l *connLimit) acquire() bool {
-	if n := l.open.Add(1); l.max.Load() > 0 && n > l.max.Load() {
+	if n, m := l.open.Add(1), l.max.Load(); m > 0 && n > m {
 		l.open.Add(-1)
 		return false
 	}

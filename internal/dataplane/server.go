@@ -212,7 +212,7 @@ func (s *Server) Apply(cfg *ir.Config) error {
 		if _, ok := s.sockets[key]; ok {
 			continue
 		}
-		sock, err := s.bind(key, cp.gateway)
+		sock, err := s.bind(key, cp.gateway, cp.maxConns)
 		if err != nil {
 			for _, f := range fresh {
 				f.ln.Close()
@@ -345,7 +345,9 @@ func (s *Server) compile(cfg *ir.Config, clusters upstream.Set) (map[socketKey]*
 	return out, nil
 }
 
-func (s *Server) bind(key socketKey, gateway string) (*socket, error) {
+// bind binds a port; maxConns is its connection bound from the start (a TLS socket
+// accepts as soon as it is bound).
+func (s *Server) bind(key socketKey, gateway string, maxConns int64) (*socket, error) {
 	if key.stream != "" {
 		return s.bindStream(key, gateway)
 	}
@@ -354,6 +356,7 @@ func (s *Server) bind(key socketKey, gateway string) (*socket, error) {
 		return nil, fmt.Errorf("gateway %s: bind %s: %w", gateway, key, err)
 	}
 	limit := &connLimit{}
+	limit.max.Store(maxConns)
 	ln = limitListener{Listener: ln, limit: limit}
 	var counter *telemetry.ConnCounter
 	if m := s.metrics(); m != nil {

@@ -361,9 +361,6 @@ func (p *listenerPolicyState) validate() {
 	if lim := spec.Limits; lim != nil && lim.MaxConnections != nil && (*lim.MaxConnections < 1 || *lim.MaxConnections > 1000000) {
 		p.invalid.add(invalid, "limits.maxConnections %d is outside 1-1000000", *lim.MaxConnections)
 	}
-	if lim := spec.Limits; lim != nil && lim.MaxRequestBodyBytes == nil && lim.MaxConnections == nil {
-		p.invalid.add(invalid, "limits sets neither maxRequestBodyBytes nor maxConnections")
-	}
 	if rl := spec.RateLimit; rl != nil {
 		if rl.RequestsPerSecond < 1 || rl.RequestsPerSecond > 1000000 {
 			p.invalid.add(invalid, "rateLimit.requestsPerSecond %d is outside 1-1000000", rl.RequestsPerSecond)
