@@ -52,8 +52,7 @@ func (t *translator) applyListenerPolicies() {
 		st.validate()
 		for _, ref := range p.Spec.TargetRefs {
 			if ref.Group != gatewayGroup || ref.Kind != "Gateway" {
-				st.invalid.add(string(gwv1.PolicyReasonInvalid), "targetRef %s %s: only Gateways can be targeted", groupKind(string(ref.Group), string(ref.Kind)), ref.Name)
-				continue
+				continue // invalid (see validate), which keeps the whole policy out of force
 			}
 			key := resource.Key{Namespace: p.Namespace, Name: string(ref.Name)}
 			g, ours := t.gwByKey[key]
@@ -332,6 +331,11 @@ func hstsValue(h *v1alpha1.HSTSPolicy) string {
 func (p *listenerPolicyState) validate() {
 	spec := p.obj.Spec
 	invalid := string(gwv1.PolicyReasonInvalid)
+	for _, ref := range spec.TargetRefs {
+		if ref.Group != gatewayGroup || ref.Kind != "Gateway" {
+			p.invalid.add(invalid, "targetRef %s %s: only Gateways can be targeted", groupKind(string(ref.Group), string(ref.Kind)), ref.Name)
+		}
+	}
 	if spec.TLS == nil && spec.HSTS == nil && spec.HTTPSRedirect == nil && spec.RateLimit == nil && spec.Limits == nil && spec.Timeouts == nil {
 		p.invalid.add(invalid, "the policy sets nothing: give tls, hsts, httpsRedirect, rateLimit, limits or timeouts")
 	}
