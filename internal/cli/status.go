@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/portico-gw/portico/internal/admin"
 	"github.com/portico-gw/portico/internal/translate"
@@ -72,26 +73,14 @@ func printStatus(w io.Writer, doc *admin.StatusDocument) bool {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "GATEWAY\tLISTENER\tACCEPTED\tPROGRAMMED\tRESOLVED\tROUTES\tDETAILS")
 	for _, g := range st.Gateways {
-		name := g.Namespace + "/" + g.Name
-		acc, prog, res, detail := summarize(g.Status.Conditions)
-		bad = bad || acc == "False" || prog == "False"
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, "-", acc, prog, res, "-", detail)
-		for _, l := range g.Status.Listeners {
-			acc, prog, res, detail := summarize(l.Conditions)
-			bad = bad || acc == "False" || prog == "False" || res == "False"
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, l.Name, acc, prog, res, l.AttachedRoutes, detail)
-		}
+		bad = printListenerRows(tw, g.Namespace+"/"+g.Name, g.Status.Conditions, g.Status.Listeners) || bad
 	}
 	for _, s := range st.ListenerSets {
-		name := "ListenerSet " + s.Namespace + "/" + s.Name
-		acc, prog, res, detail := summarize(s.Status.Conditions)
-		bad = bad || acc == "False" || prog == "False"
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, "-", acc, prog, res, "-", detail)
-		for _, l := range s.Status.Listeners {
-			acc, prog, res, detail := summarize(l.Conditions)
-			bad = bad || acc == "False" || prog == "False" || res == "False"
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, l.Name, acc, prog, res, l.AttachedRoutes, detail)
+		listeners := make([]gwv1.ListenerStatus, len(s.Status.Listeners))
+		for i, l := range s.Status.Listeners {
+			listeners[i] = gwv1.ListenerStatus(l)
 		}
+		bad = printListenerRows(tw, "ListenerSet "+s.Namespace+"/"+s.Name, s.Status.Conditions, listeners) || bad
 	}
 	tw.Flush()
 	if len(st.Routes) > 0 {
@@ -120,6 +109,20 @@ func printStatus(w io.Writer, doc *admin.StatusDocument) bool {
 			}
 		}
 		tw.Flush()
+	}
+	return bad
+}
+
+// printListenerRows prints a Gateway's or ListenerSet's row and one per listener, and
+// reports whether any of them is not accepted, programmed or resolved.
+func printListenerRows(tw io.Writer, name string, conds []metav1.Condition, listeners []gwv1.ListenerStatus) bool {
+	acc, prog, res, detail := summarize(conds)
+	bad := acc == "False" || prog == "False"
+	fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, "-", acc, prog, res, "-", detail)
+	for _, l := range listeners {
+		acc, prog, res, detail := summarize(l.Conditions)
+		bad = bad || acc == "False" || prog == "False" || res == "False"
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, l.Name, acc, prog, res, l.AttachedRoutes, detail)
 	}
 	return bad
 }
